@@ -1,0 +1,1 @@
+"""magajax: MAGANet (Hwang et al., ICML 2023) in JAX/Flax."""

@@ -1,0 +1,1 @@
+"""dSprites: factor grid, offline renderer, sources, splits and pair sampling."""

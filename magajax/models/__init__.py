@@ -1,0 +1,1 @@
+"""Networks: the encoder, MAGANet and the VAE baseline."""
