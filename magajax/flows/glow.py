@@ -1,0 +1,81 @@
+"""Glow (Kingma & Dhariwal 2018) without the multi-scale split: a bijection of R^(H·W·C)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from magajax.flows.actnorm import ActNorm
+from magajax.flows.coupling import Coupling
+from magajax.flows.invconv import InvConv1x1
+from magajax.flows.squeeze import Squeeze
+
+
+def output_shape(image_shape: tuple[int, int, int], levels: int) -> tuple[int, int, int]:
+    """Per-example shape of Glow's output for an (H, W, C) input: (H/2^L, W/2^L, C·4^L)."""
+    h, w, c = image_shape
+    f = 2**levels
+    if h % f or w % f:
+        raise ValueError(f"Glow with {levels} levels needs height and width divisible by {f}, got {h}x{w}")
+    return h // f, w // f, c * 4**levels
+
+
+class Glow(nn.Module):
+    """L levels of [Squeeze → K × (ActNorm → InvConv1x1 → Coupling)], with no split.
+
+    Forward:  y = f(x), x of shape (B, H, W, C) → y of shape (B, H/2^L, W/2^L, C·4^L)
+              (see `output_shape`); y holds the same H·W·C numbers per example, so f is a
+              bijection of R^(H·W·C) and `y.reshape(B, -1)` is its vector form.
+    Inverse:  x = f⁻¹(y), the layers' inverses in reverse order.
+    Log-det:  Σ over layers of each layer's log|det J| (forward; the inverse's is its negation).
+
+    `init` through `forward` (also from inside an enclosing module) initialises every ActNorm
+    on the activations of the batch it is given.
+
+    Attributes:
+      levels: L, the number of squeezes (H and W must be divisible by 2^L).
+      steps: K, flow steps per level.
+      hidden: width of the coupling nets.
+      coupling: 'additive' or 'affine'.
+      dtype: compute dtype of the coupling nets (parameters, ActNorm, 1×1 convs stay float32).
+    """
+
+    levels: int = 3
+    steps: int = 3
+    hidden: int = 128
+    coupling: str = "additive"
+    dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        layers: list[nn.Module] = []
+        for level in range(self.levels):
+            layers.append(Squeeze())
+            for step in range(self.steps):
+                layers += [
+                    ActNorm(name=f"actnorm_{level}_{step}"),
+                    InvConv1x1(name=f"invconv_{level}_{step}"),
+                    Coupling(self.hidden, self.coupling, self.dtype, name=f"coupling_{level}_{step}"),
+                ]
+        self.layers = layers
+
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Per-example output shape for an (H, W, C) input: (H/2^L, W/2^L, C·4^L)."""
+        return output_shape(image_shape, self.levels)
+
+    def forward(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        self.output_shape(x.shape[1:])  # checks H and W are divisible by 2^L
+        logdet = jnp.zeros((x.shape[0],), jnp.float32)
+        for layer in self.layers:
+            x, ld = layer.forward(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logdet = jnp.zeros((y.shape[0],), jnp.float32)
+        for layer in reversed(self.layers):
+            y, ld = layer.inverse(y)
+            logdet = logdet + ld
+        return y, logdet
