@@ -1,0 +1,87 @@
+"""The Burgess et al. (2018) convolutional encoder: image → (mean, logvar) of a diagonal Gaussian.
+
+Architecture (the reference implementation's, d = config.latent_dim):
+  k × [Conv(32, kernel 4, stride 2, padding p) + ReLU] → flatten
+  → Dense(256) + ReLU → Dense(256) + ReLU → Dense(2d) → (mean, logvar) = (first d, last d).
+
+p is `config.encoder_padding`: an int (1, the reference's, halves the side: 64 → 32 → 16 → 8 → 4)
+or 'VALID' (no padding: 64 → 31 → 14 → 6 → 2). A 64×64 image uses all k = 4 convs. Smaller images
+use fewer: convs are applied while the side stays at least what a 64×64 image ends with (4 for
+padding 1, 2 for 'VALID'), so 32 → k = 3, 16 → k = 2, 8 → k = 1 for both paddings.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from magajax.config import ModelConfig
+
+CHANNELS = 32  # conv width
+HIDDEN = 256  # MLP width
+KERNEL = 4
+MAX_CONVS = 4
+REFERENCE_SIZE = 64  # the image side for which all MAX_CONVS convs are used
+
+
+def padding_amount(padding: int | str) -> int:
+    """Pixels of zero padding on each side for `config.encoder_padding` (1, 0 or 'VALID')."""
+    if isinstance(padding, str) and padding.upper() == "VALID":
+        return 0
+    if isinstance(padding, int) and not isinstance(padding, bool) and 0 <= padding < KERNEL:
+        return padding
+    raise ValueError(f"encoder_padding must be an int in 0..{KERNEL - 1} or 'VALID', got {padding!r}")
+
+
+def _conv_out(side: int, pad: int) -> int:
+    """Side after one stride-2, kernel-4 conv: floor((n + 2p − 4) / 2) + 1."""
+    return (side + 2 * pad - KERNEL) // 2 + 1
+
+
+def conv_sides(image_size: int, padding: int | str) -> list[int]:
+    """Spatial sides [n_0 = image_size, n_1, ..., n_k] through the encoder's k stride-2 convs.
+
+    Convs are added (at most 4) while the side stays ≥ the side a 64×64 image ends with.
+
+    Args:
+      image_size: side of the square input.
+      padding: `config.encoder_padding`.
+    """
+    pad = padding_amount(padding)
+    floor = REFERENCE_SIZE
+    for _ in range(MAX_CONVS):
+        floor = _conv_out(floor, pad)
+    sides = [image_size]
+    while len(sides) <= MAX_CONVS and _conv_out(sides[-1], pad) >= floor:
+        sides.append(_conv_out(sides[-1], pad))
+    if len(sides) == 1:
+        raise ValueError(
+            f"image_size {image_size} is too small for the encoder with padding {padding!r}: "
+            f"one stride-2 conv would leave a side below {floor}; use image_size >= 8"
+        )
+    return sides
+
+
+class Encoder(nn.Module):
+    """q(z | x): images (B, H, W, 1) in [0, 1] → mean, logvar, each (B, d) float32.
+
+    Attributes:
+      config: the model config (image_size, latent_dim, encoder_padding, dtype).
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        pad = padding_amount(c.encoder_padding)
+        h = x.astype(dtype)
+        for _ in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
+            h = nn.Conv(CHANNELS, (KERNEL, KERNEL), strides=(2, 2), padding=((pad, pad), (pad, pad)), dtype=dtype)(h)
+            h = nn.relu(h)
+        h = h.reshape(h.shape[0], -1)
+        h = nn.relu(nn.Dense(HIDDEN, dtype=dtype)(h))
+        h = nn.relu(nn.Dense(HIDDEN, dtype=dtype)(h))
+        h = nn.Dense(2 * c.latent_dim, dtype=dtype)(h).astype(jnp.float32)
+        return h[:, : c.latent_dim], h[:, c.latent_dim :]

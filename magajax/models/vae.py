@@ -1,0 +1,80 @@
+"""The VAE / β-VAE baseline (Burgess et al. 2018): the MAGANet encoder and a mirrored decoder.
+
+Decoder (mirrors the encoder's k convs and sides n_0 > n_1 > ... > n_k, see `conv_sides`):
+  z → Dense(256) + ReLU → Dense(256) + ReLU → Dense(32·n_k·n_k) + ReLU → reshape (n_k, n_k, 32)
+  → (k − 1) × [ConvTranspose(32, kernel 4, stride 2) + ReLU] → ConvTranspose(1, kernel 4, stride 2)
+  → logits (B, H, W, 1). Each transposed conv maps side n_{i+1} back to n_i exactly: PyTorch's
+  ConvTranspose2d(padding p) plus an output padding where the encoder's floor dropped a pixel.
+
+Sampling: z = mean + exp(logvar / 2) · ε, ε ~ N(0, I). Images are sigmoid(logits).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from magajax.config import ModelConfig
+from magajax.models.encoder import CHANNELS, HIDDEN, KERNEL, Encoder, conv_sides, padding_amount
+
+
+def sample(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
+    """Reparameterised sample mean + exp(logvar / 2) · ε, ε ~ N(0, I) of mean's shape."""
+    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+class VAE(nn.Module):
+    """VAE baseline: `__call__(x, key) -> (logits, mean, logvar)`; d = config.latent_dim.
+
+    Attributes:
+      config: the model config (image_size, latent_dim, encoder_padding, dtype).
+    """
+
+    config: ModelConfig
+
+    def setup(self) -> None:
+        c = self.config
+        self.sides = conv_sides(c.image_size, c.encoder_padding)
+        self.encoder = Encoder(c)
+        dtype = jnp.dtype(c.dtype)
+        n_k = self.sides[-1]
+        self.dense = [nn.Dense(n, dtype=dtype) for n in (HIDDEN, HIDDEN, CHANNELS * n_k * n_k)]
+        lo = KERNEL - 1 - padding_amount(c.encoder_padding)  # PyTorch padding p → lax padding k − 1 − p
+        deconvs = []
+        for i in range(len(self.sides) - 1, 0, -1):
+            # lax output side: 2(n − 1) + 1 + lo + hi − k + 1 = target  ⇒  hi = target − 2n + k − lo.
+            hi = self.sides[i - 1] - 2 * self.sides[i] + KERNEL - lo
+            features = CHANNELS if i > 1 else 1
+            padding = ((lo, hi), (lo, hi))
+            deconvs.append(nn.ConvTranspose(features, (KERNEL, KERNEL), strides=(2, 2), padding=padding, dtype=dtype))
+        self.deconvs = deconvs
+
+    def __call__(self, x: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+        """Encodes x, samples z with `key`, decodes: (logits (B, H, W, 1), mean, logvar)."""
+        mean, logvar = self.encode(x)
+        return self.decode_logits(sample(mean, logvar, key)), mean, logvar
+
+    def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """q(z | x): images (B, H, W, 1) in [0, 1] → (mean, logvar), each (B, d)."""
+        return self.encoder(x)
+
+    def code(self, x: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
+        """The code of x: a reparameterised sample with `key`, the mean without."""
+        mean, logvar = self.encode(x)
+        return mean if key is None else sample(mean, logvar, key)
+
+    def decode_logits(self, z: jnp.ndarray) -> jnp.ndarray:
+        """p(x | z): codes (B, d) → Bernoulli logits (B, H, W, 1) float32."""
+        h = z.astype(jnp.dtype(self.config.dtype))
+        for dense in self.dense:
+            h = nn.relu(dense(h))
+        n_k = self.sides[-1]
+        h = h.reshape(h.shape[0], n_k, n_k, CHANNELS)
+        for deconv in self.deconvs[:-1]:
+            h = nn.relu(deconv(h))
+        return self.deconvs[-1](h).astype(jnp.float32)
+
+    def decode(self, z: jnp.ndarray) -> jnp.ndarray:
+        """Images sigmoid(decode_logits(z)) in [0, 1], (B, H, W, 1)."""
+        return jax.nn.sigmoid(self.decode_logits(z))
