@@ -1,1 +1,12 @@
-"""magajax: MAGANet (Hwang et al., ICML 2023) in JAX/Flax."""
+"""magajax: MAGANet (Hwang et al., ICML 2023) in JAX/Flax.
+
+    import magajax
+    magajax.load("runs/maganet-element")        # the latest checkpoint of a run
+    images = magajax.decode(z, x_pivot)          # D(z, x) = f⁻¹(f(logit x) + A z), then sigmoid
+    z = magajax.encode(x_varying, x_pivot)       # z = E(x_varying) − E(x_pivot)
+"""
+
+from magajax.config import Config, DataConfig, ModelConfig, TrainConfig, preset
+from magajax.model import Model, act, decode, encode, load
+
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "preset", "Model", "act", "decode", "encode", "load"]
