@@ -68,7 +68,8 @@ class TrainConfig:
       batch_size: global batch (split over all devices).
       steps: total optimisation steps.
       seed: root PRNG seed; step keys are fold_in(key, step).
-      log_every, checkpoint_every, keep: metrics, checkpoint period, checkpoints kept.
+      log_every: steps per metrics record (the record is their mean).
+      checkpoint_every, keep: checkpoint period and how many checkpoints are kept.
     """
 
     beta_kl: float = 2.0
@@ -128,13 +129,13 @@ def quick() -> Config:
     """A CPU run that trains, checkpoints and draws in a few minutes.
 
     Shrinks the flow to 3 levels x 1 step with hidden width 32 (the default is 3 x 3, 128)
-    and trains 1,000 steps at batch 32 with Adam 1e-3:
+    and trains 300 steps at batch 32 with Adam 1e-3:
     `python -m experiments.train --split=element --preset=quick`.
     """
     return Config(
         preset="quick",
         model=ModelConfig(steps=1, hidden=32),
-        train=TrainConfig(lr=1e-3, batch_size=32, steps=1000, log_every=10, checkpoint_every=250),
+        train=TrainConfig(lr=1e-3, batch_size=32, steps=300, log_every=10, checkpoint_every=100),
     )
 
 
@@ -177,9 +178,10 @@ def override(config: Config, overrides: Mapping[str, Any]) -> Config:
     for key, value in overrides.items():
         key = key.replace("-", "_")
         matches = [k for k in fields if k == key or k.split(".", 1)[1] == key]
-        if len(matches) != 1:
-            what = "ambiguous" if matches else "unknown"
-            raise ValueError(f"{what} config field {key!r}; fields are: {', '.join(sorted(fields))}")
+        if len(matches) > 1:
+            raise ValueError(f"ambiguous config field {key!r}: write one of {', '.join(matches)}")
+        if not matches:
+            raise ValueError(f"unknown config field {key!r}; fields are: {', '.join(sorted(fields))}")
         section, name = fields[matches[0]]
         current = getattr(sections[section], name)
         changes[section][name] = _parse(value, current) if isinstance(value, str) else value

@@ -35,3 +35,8 @@ def test_override_unknown_field_is_an_error():
 def test_json_round_trip():
     c = cfg.override(cfg.preset("quick"), {"split": "shape=ellipse & x>=16", "kind": "vae"})
     assert cfg.Config.from_dict(c.to_dict()) == c
+
+
+def test_ambiguous_field_names_the_candidates():
+    with pytest.raises(ValueError, match="ambiguous config field 'steps': write one of model.steps, train.steps"):
+        cfg.override(cfg.preset("blog"), {"steps": "3"})

@@ -1,0 +1,179 @@
+"""The jitted, data-parallel train step: pairs sampled on device, one pure update.
+
+`train_step(state, key) -> (state, metrics)` draws its pairs from the images already on
+the device with the step key fold_in(key, state.step), so a resumed run draws exactly the
+numbers of an uninterrupted one and the host never moves an image inside the loop. The
+batch is sharded over a 1-D device mesh ('data'); params and optimiser state are
+replicated. A step whose loss or gradients are not finite leaves the state unchanged and
+reports it in its metrics, so the last good state (and checkpoint) survives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from magajax import losses
+from magajax.config import Config, ModelConfig, TrainConfig
+from magajax.data.pairs import sample_pairs
+from magajax.model import module as create_model
+from magajax.models.maganet import MAGANet
+from magajax.models.vae import VAE
+
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(struct.PyTreeNode):
+    """What a checkpoint holds: the step, the parameters and the optimiser state."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+class DeviceData(struct.PyTreeNode):
+    """The training images on device: bit-packed images (N, 64, 8), train rows and the pivot row."""
+
+    images: jax.Array
+    train_rows: jax.Array
+    pivot_row: jax.Array
+
+
+def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam(lr), after a global-norm clip when `config.clip > 0`."""
+    adam = optax.adam(config.lr)
+    return optax.chain(optax.clip_by_global_norm(config.clip), adam) if config.clip > 0 else adam
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named 'data' over all devices (every host's, after jax.distributed.initialize)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
+
+
+def check_batch(batch_size: int, mesh: Mesh) -> None:
+    """The global batch must split evenly over the mesh."""
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch size {batch_size} is not divisible by the {mesh.size} devices; "
+            f"use a multiple of {mesh.size}, e.g. --batch-size={mesh.size * max(1, batch_size // mesh.size)}"
+        )
+
+
+def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return sample_pairs(
+        data.images, data.train_rows, data.pivot_row, key,
+        batch_size=config.train.batch_size, mode=config.data.pairs, image_size=config.model.image_size,
+    )
+
+
+def maganet_loss(
+    model: MAGANet, params: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array,
+    config: Config,
+) -> tuple[jax.Array, Metrics]:
+    """Mean over the batch of recon + β_KL·kl + β_lat·latent (DESIGN §4).
+
+    With `pairs=pivot` every x_pivot is the same image, so its encoding and its flow image
+    f(embed(x_pivot)) are computed once and broadcast over the batch.
+    """
+    apply = lambda *a, method: model.apply(params, *a, method=method)  # noqa: E731
+    if config.data.pairs == "pivot":
+        x_pivot = x_pivot[:1]
+    n_pivot = x_pivot.shape[0]
+    mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="encode")
+    mean_p, logvar_p, mean_v, logvar_v = mean[:n_pivot], logvar[:n_pivot], mean[n_pivot:], logvar[n_pivot:]
+    k_p, k_v = jax.random.split(key)
+    noise_p = jax.random.normal(k_p, mean_v.shape)
+    noise_v = jax.random.normal(k_v, mean_v.shape)
+    z = (mean_v + jnp.exp(0.5 * logvar_v) * noise_v) - (mean_p + jnp.exp(0.5 * logvar_p) * noise_p)
+    y_pivot = apply(apply(x_pivot, method="embed"), method="to_flow")
+    logits = apply(y_pivot + apply(z, method="shift"), method="from_flow")
+    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="encode")
+    recon = losses.recon(logits, x_varying)
+    kl = losses.kl(*losses.code_distribution(mean_v, logvar_v, mean_p, logvar_p))
+    latent = losses.latent(mean_hat - mean_p, z)
+    total = losses.maganet_total(recon, kl, latent, config.train.beta_kl, config.train.beta_lat)
+    metrics = {"recon": recon.mean(), "kl": kl.mean(), "latent": latent.mean()}
+    return total.mean(), metrics
+
+
+def vae_loss(
+    model: VAE, params: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array, config: Config,
+) -> tuple[jax.Array, Metrics]:
+    """Mean over the batch of recon + β·kl (β = train.beta_kl); the VAE reconstructs x_varying."""
+    del x_pivot
+    logits, mean, logvar = model.apply(params, x_varying, key)
+    recon = losses.recon(logits, x_varying)
+    kl = losses.kl(mean, logvar)
+    total = losses.vae_total(recon, kl, config.train.beta_kl)
+    return total.mean(), {"recon": recon.mean(), "kl": kl.mean()}
+
+
+def init_state(
+    config: Config, model: nn.Module, tx: optax.GradientTransformation, data: DeviceData, key: jax.Array
+) -> TrainState:
+    """Parameters initialised on a real batch (ActNorm's data-dependent init), step 0."""
+    pair_key, init_key, sample_key = jax.random.split(key, 3)
+    x_pivot, x_varying = _pairs(config, data, pair_key)
+    init = jax.jit(model.init)
+    if config.model.kind == "vae":
+        params = init(init_key, x_varying, sample_key)
+    else:
+        params = init(init_key, x_pivot, x_varying)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def make_train_step(
+    config: Config, model: nn.Module, tx: optax.GradientTransformation, data: DeviceData, mesh: Mesh
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
+    """The jitted step `(state, root_key) -> (state, metrics)`, state donated.
+
+    Metrics: each loss term, the total, gradient and parameter global norms, and `finite`
+    (1 when the update was applied, 0 when a non-finite loss or gradient skipped it).
+    """
+    check_batch(config.train.batch_size, mesh)
+    loss_fn = vae_loss if config.model.kind == "vae" else maganet_loss
+    batch_sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+
+    def step(state: TrainState, root_key: jax.Array, data: DeviceData) -> tuple[TrainState, Metrics]:
+        key = jax.random.fold_in(root_key, state.step)
+        pair_key, loss_key = jax.random.split(key)
+        x_pivot, x_varying = _pairs(config, data, pair_key)
+        x_pivot = jax.lax.with_sharding_constraint(x_pivot, batch_sharding)
+        x_varying = jax.lax.with_sharding_constraint(x_varying, batch_sharding)
+        grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
+        (loss, metrics), grads = grad_fn(model, state.params, x_pivot, x_varying, loss_key, config)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+        )
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=optax.global_norm(new_state.params),
+                       finite=finite.astype(jnp.float32))
+        return new_state, metrics
+
+    jitted = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+    return lambda state, key: jitted(state, key, data)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places host arrays on every device of the mesh (works across hosts too)."""
+    sharding = NamedSharding(mesh, P())
+
+    def put(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
