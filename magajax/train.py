@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from magajax import losses
 from magajax.config import Config, ModelConfig, TrainConfig
-from magajax.data.pairs import sample_pairs
+from magajax.data.pairs import pair_rows, sample_pairs, unpack_images
 from magajax.model import module as create_model
 from magajax.models.maganet import MAGANet
 from magajax.models.vae import VAE
@@ -66,28 +66,39 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
         )
 
 
-def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return sample_pairs(
-        data.images, data.train_rows, data.pivot_row, key,
-        batch_size=config.train.batch_size, mode=config.data.pairs, image_size=config.model.image_size,
-    )
+def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """(x_pivot, x_varying, π): in 'shuffle' mode x_pivot = x_varying[π], in 'pivot' mode π is None."""
+    if config.data.pairs != "shuffle":
+        return (*sample_pairs(
+            data.images, data.train_rows, data.pivot_row, key,
+            batch_size=config.train.batch_size, mode=config.data.pairs, image_size=config.model.image_size,
+        ), None)
+    rows, perm = pair_rows(data.train_rows, key, config.train.batch_size, "shuffle")
+    x_varying = unpack_images(data.images[rows], config.model.image_size)
+    return x_varying[perm], x_varying, perm
 
 
 def maganet_loss(
     model: MAGANet, params: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array,
-    config: Config,
+    config: Config, pivot_index: jax.Array | None = None,
 ) -> tuple[jax.Array, Metrics]:
     """Mean over the batch of recon + β_KL·kl + β_lat·latent (DESIGN §4).
 
-    With `pairs=pivot` every x_pivot is the same image, so its encoding and its flow image
-    f(embed(x_pivot)) are computed once and broadcast over the batch.
+    Nothing is computed twice: with `pairs=pivot` every x_pivot is the same image, so its
+    encoding and its flow image f(embed(x_pivot)) are computed once and broadcast over the
+    batch; with `pivot_index` (x_pivot = x_varying[pivot_index], 'shuffle' pairs) the pivots'
+    encodings are the varying images' ones, permuted.
     """
     apply = lambda *a, method: model.apply(params, *a, method=method)  # noqa: E731
     if config.data.pairs == "pivot":
         x_pivot = x_pivot[:1]
-    n_pivot = x_pivot.shape[0]
-    mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="encode")
-    mean_p, logvar_p, mean_v, logvar_v = mean[:n_pivot], logvar[:n_pivot], mean[n_pivot:], logvar[n_pivot:]
+    if pivot_index is not None:
+        mean_v, logvar_v = apply(x_varying, method="encode")
+        mean_p, logvar_p = mean_v[pivot_index], logvar_v[pivot_index]
+    else:
+        n_pivot = x_pivot.shape[0]
+        mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="encode")
+        mean_p, logvar_p, mean_v, logvar_v = mean[:n_pivot], logvar[:n_pivot], mean[n_pivot:], logvar[n_pivot:]
     k_p, k_v = jax.random.split(key)
     noise_p = jax.random.normal(k_p, mean_v.shape)
     noise_v = jax.random.normal(k_v, mean_v.shape)
@@ -120,7 +131,7 @@ def init_state(
 ) -> TrainState:
     """Parameters initialised on a real batch (ActNorm's data-dependent init), step 0."""
     pair_key, init_key, sample_key = jax.random.split(key, 3)
-    x_pivot, x_varying = _pairs(config, data, pair_key)
+    x_pivot, x_varying, _ = _pairs(config, data, pair_key)
     init = jax.jit(model.init)
     if config.model.kind == "vae":
         params = init(init_key, x_varying, sample_key)
@@ -129,13 +140,12 @@ def init_state(
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def make_train_step(
-    config: Config, model: nn.Module, tx: optax.GradientTransformation, data: DeviceData, mesh: Mesh
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
-    """The jitted step `(state, root_key) -> (state, metrics)`, state donated.
+def make_step_fn(
+    config: Config, model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh
+) -> Callable[[TrainState, jax.Array, DeviceData], tuple[TrainState, Metrics]]:
+    """The jitted step `(state, root_key, data) -> (state, metrics)`, state donated.
 
-    Metrics: each loss term, the total, gradient and parameter global norms, and `finite`
-    (1 when the update was applied, 0 when a non-finite loss or gradient skipped it).
+    `make_train_step` binds `data`; this form is what `.lower(...).compile()` takes (benchmarks).
     """
     check_batch(config.train.batch_size, mesh)
     loss_fn = vae_loss if config.model.kind == "vae" else maganet_loss
@@ -145,11 +155,12 @@ def make_train_step(
     def step(state: TrainState, root_key: jax.Array, data: DeviceData) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(root_key, state.step)
         pair_key, loss_key = jax.random.split(key)
-        x_pivot, x_varying = _pairs(config, data, pair_key)
+        x_pivot, x_varying, perm = _pairs(config, data, pair_key)
         x_pivot = jax.lax.with_sharding_constraint(x_pivot, batch_sharding)
         x_varying = jax.lax.with_sharding_constraint(x_varying, batch_sharding)
+        extra = () if perm is None or config.model.kind == "vae" else (perm,)
         grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
-        (loss, metrics), grads = grad_fn(model, state.params, x_pivot, x_varying, loss_key, config)
+        (loss, metrics), grads = grad_fn(model, state.params, x_pivot, x_varying, loss_key, config, *extra)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -164,7 +175,18 @@ def make_train_step(
                        finite=finite.astype(jnp.float32))
         return new_state, metrics
 
-    jitted = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+    return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def make_train_step(
+    config: Config, model: nn.Module, tx: optax.GradientTransformation, data: DeviceData, mesh: Mesh
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
+    """The jitted step `(state, root_key) -> (state, metrics)`, state donated.
+
+    Metrics: each loss term, the total, gradient and parameter global norms, and `finite`
+    (1 when the update was applied, 0 when a non-finite loss or gradient skipped it).
+    """
+    jitted = make_step_fn(config, model, tx, mesh)
     return lambda state, key: jitted(state, key, data)
 
 

@@ -57,6 +57,21 @@ def test_pivot_pairs_match_the_general_loss(tiny_config, small_dsprites):
     np.testing.assert_allclose(m_fast["kl"], m_slow["kl"], rtol=1e-5)
 
 
+def test_shuffle_pairs_encode_once_and_match_the_general_loss(tiny_config, small_dsprites):
+    """The shuffle fast path (pivot codes permuted from the varying ones) equals encoding both."""
+    config = cfg.override(tiny_config, {"pairs": "shuffle"})
+    state, _ = _setup(config, small_dsprites)
+    model = tr.create_model(config.model)
+    x = jax.numpy.asarray(small_dsprites.unpacked(slice(0, 8))[..., None], jax.numpy.float32)[:, ::4, ::4]
+    perm = jax.random.permutation(jax.random.PRNGKey(4), 8)
+    key = jax.random.PRNGKey(3)
+    fast, m_fast = tr.maganet_loss(model, state.params, x[perm], x, key, config, perm)
+    slow, m_slow = tr.maganet_loss(model, state.params, x[perm], x, key, config)
+    for name in ["recon", "kl", "latent"]:
+        np.testing.assert_allclose(m_fast[name], m_slow[name], rtol=1e-5)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+
+
 def test_learning_halves_recon(tiny_config, small_dsprites):
     """200 steps on a fixed subset of 32 images (and the pivot) halve the reconstruction loss.
 

@@ -83,16 +83,32 @@ def sample_pairs(
     Returns:
       (x_pivot, x_varying), both float32 (B, S, S, 1) in [0, 1].
     """
-    if mode not in PAIR_MODES:
-        raise ValueError(f"unknown pair mode {mode!r}; use one of {', '.join(PAIR_MODES)}")
-    pick_key, perm_key = jax.random.split(key)
-    rows = train_rows[jax.random.randint(pick_key, (batch_size,), 0, train_rows.shape[0])]
+    rows, perm = pair_rows(train_rows, key, batch_size, mode)
     x_varying = unpack_images(packed[rows], image_size)
     if mode == "pivot":
         x_pivot = jnp.broadcast_to(unpack_images(packed[pivot_row], image_size), x_varying.shape)
     else:
-        x_pivot = x_varying[jax.random.permutation(perm_key, batch_size)]
+        x_pivot = x_varying[perm]
     return x_pivot, x_varying
+
+
+def pair_rows(train_rows: jax.Array, key: jax.Array, batch_size: int, mode: str) -> tuple[jax.Array, jax.Array]:
+    """The rows `sample_pairs` draws with `key`: (varying rows (B,), in-batch permutation π (B,)).
+
+    In 'shuffle' mode x_pivot[i] = x_varying[π(i)], so a caller can compute anything of the
+    pivots by permuting what it computed of the varying images (π is unused in 'pivot' mode).
+
+    Args:
+      train_rows: (T,) int32 rows the varying images come from.
+      key: PRNG key (the one given to `sample_pairs`).
+      batch_size: B.
+      mode: 'pivot' or 'shuffle'.
+    """
+    if mode not in PAIR_MODES:
+        raise ValueError(f"unknown pair mode {mode!r}; use one of {', '.join(PAIR_MODES)}")
+    pick_key, perm_key = jax.random.split(key)
+    rows = train_rows[jax.random.randint(pick_key, (batch_size,), 0, train_rows.shape[0])]
+    return rows, jax.random.permutation(perm_key, batch_size)
 
 
 def eval_batches(rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

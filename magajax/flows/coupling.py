@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magajax.flows.conv3x3 import Conv3x3
+
 KINDS = ("additive", "affine")
 
 
@@ -57,14 +59,17 @@ class Coupling(nn.Module):
         """(t, h) = net(x_a); h is None for the additive kind.
 
         net: Conv3×3(hidden) → ReLU → Conv1×1(hidden) → ReLU → zero-initialised Conv3×3. The 1×1
-        conv is a Dense over the channel axis (one matmul; faster than `lax.conv` on CPU).
+        conv is a Dense over the pixels flattened to 2-D (one matmul) and the 3×3 convs are
+        `Conv3x3` (shifted copies and one 2-D matmul): the same parameters as `nn.Conv`, and on
+        XLA:CPU a train step 2–3× faster than with `lax.conv` and 4-D products.
         """
         if self.kind not in KINDS:
             raise ValueError(f"unknown coupling kind {self.kind!r}; use one of {KINDS}")
         out = c_b if self.kind == "additive" else 2 * c_b
-        conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding="SAME", dtype=self.dtype)
+        conv = functools.partial(Conv3x3, dtype=self.dtype)
         h = nn.relu(conv(self.hidden, kernel_init=conv_init, name="conv_in")(x_a))
-        h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="conv_mid")(h))
+        h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="conv_mid")(h.reshape(-1, self.hidden)))
+        h = h.reshape(*x_a.shape[:-1], self.hidden)
         h = conv(out, kernel_init=nn.initializers.zeros, name="conv_out")(h).astype(x_a.dtype)
         return (h, None) if self.kind == "additive" else (h[..., :c_b], h[..., c_b:])
 

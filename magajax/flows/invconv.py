@@ -36,7 +36,7 @@ class InvConv1x1(nn.Module):
     triangular and s > 0 (its sign is fixed at +1 by construction); L, U, log_s are trained.
     Initialised from a random rotation drawn from the `params` key (each layer its own).
 
-    Forward:  y[b, h, w] = W x[b, h, w]          (an einsum over channels)
+    Forward:  y[b, h, w] = W x[b, h, w]          (a matmul over channels)
     Inverse:  x[b, h, w] = W⁻¹ y[b, h, w],  W⁻¹ = (U + diag s)⁻¹ L⁻¹ Pᵀ by triangular solves
     Log-det:  H · W · Σ_c log_s_c  (forward; the inverse's is its negation)
     """
@@ -51,8 +51,11 @@ class InvConv1x1(nn.Module):
 
     @staticmethod
     def _apply(x: jax.Array, weight: jax.Array, log_s: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(x W'ᵀ over channels, H·W·Σ log s per example); full float32 precision on every backend."""
-        y = jnp.einsum("bhwc,oc->bhwo", x, weight, precision=HIGHEST)
+        """(x W'ᵀ over channels, H·W·Σ log s per example); full float32 precision on every backend.
+
+        One 2-D matmul over the flattened pixels (XLA:CPU differentiates it faster than a 4-D einsum).
+        """
+        y = jnp.matmul(x.reshape(-1, x.shape[-1]), weight.T, precision=HIGHEST).reshape(x.shape)
         return y, jnp.full((x.shape[0],), x.shape[1] * x.shape[2] * jnp.sum(log_s), log_s.dtype)
 
     def forward(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -1,0 +1,205 @@
+"""Throughput of the train step and of held-out decoding, against this machine's matmul ceiling.
+
+`bench(config)` measures, in one run:
+
+- train pairs/s: batch / median time of a train step, after compilation, with the loop run
+  under `jax.transfer_guard('disallow')` (pairs, keys and state live on the device, so a
+  host↔device copy inside the loop is an error, not a slowdown);
+- eval images/s: held-out images decoded from the pivot (codes, then decode), jitted, batch B;
+- compile seconds of the train step, peak host RSS (getrusage), FLOPs per train step from
+  XLA's cost analysis and the GFLOP/s they give at the measured step time;
+- the matmul ceiling: GFLOP/s of a jitted float32 `jnp.dot` of two N×N matrices (2N³ FLOPs),
+  and the ratio achieved / ceiling.
+
+The images are a rendered subset of dSprites (the pivot, `train_images` random train images and
+B held-out images of the config's split), so the benchmark starts in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from magajax import train as tr
+from magajax.config import Config
+from magajax.data import factors
+from magajax.data.pairs import gather_images
+from magajax.data.render import render_dsprites
+from magajax.data.sources import DSprites
+from magajax.data.splits import held_out_mask, make_split
+
+TRAIN_IMAGES = 4096
+
+
+def bench_data(config: Config, train_images: int = TRAIN_IMAGES, seed: int = 0) -> DSprites:
+    """The pivot, `train_images` random train images and one batch of held-out images, rendered.
+
+    Held-out images are the config's split's test set (all of it if smaller than a batch; none
+    for the split 'none', where evaluation decodes train images instead).
+    """
+    rng = np.random.default_rng(seed)
+    classes = factors.all_classes()
+    held_out = held_out_mask(config.data.split, classes)
+    pick = lambda rows, n: rng.choice(rows, min(n, len(rows)), replace=False)  # noqa: E731
+    index = np.unique(np.concatenate([
+        [config.data.pivot],
+        pick(np.flatnonzero(~held_out), train_images),
+        pick(np.flatnonzero(held_out), config.train.batch_size),
+    ]))
+    chosen = classes[index]
+    return DSprites(render_dsprites(index, packed=True), chosen.astype(np.uint8),
+                    factors.classes_to_values(chosen), "render (benchmark subset)")
+
+
+def matmul_ceiling(size: int = 4096, repeats: int = 3) -> float:
+    """GFLOP/s of a jitted float32 (size × size) @ (size × size) product: 2·size³ / median time."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    dot = jax.jit(lambda x: jnp.dot(x, x))
+    jax.block_until_ready(dot(a))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(dot(a))
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def _timed(fn: Callable[[], Any], steps: int) -> list[float]:
+    """Seconds of each of `steps` calls of fn, each blocked on, with no host↔device transfers."""
+    times = []
+    with jax.transfer_guard("disallow"):
+        for _ in range(steps):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _decoder(config: Config, model: Any) -> Callable[..., jax.Array]:
+    """Jitted held-out decoding: images (B, H, W, 1) → images reconstructed from the pivot."""
+    if config.model.kind == "vae":
+        return jax.jit(lambda params, x, x_pivot: model.apply(
+            params, model.apply(params, x, method="code"), method="decode"))
+
+    def decode(params: Any, x: jax.Array, x_pivot: jax.Array) -> jax.Array:
+        z = model.apply(params, x, x_pivot, method="code")  # the pivot encoded once (batch 1)
+        return model.apply(params, z, x_pivot, method="decode")  # f(embed(x_pivot)) once
+    return jax.jit(decode)
+
+
+def bench(
+    config: Config,
+    *,
+    steps: int = 5,
+    ceiling_size: int = 4096,
+    train_images: int = TRAIN_IMAGES,
+) -> dict[str, Any]:
+    """Measures `config`'s train step and held-out decoding; returns the figures as a dict.
+
+    Args:
+      config: the run config (model, pairs, batch size, dtype, split).
+      steps: timed train steps (and eval batches), after one compiling call each.
+      ceiling_size: N of the N×N matmul that measures the machine's ceiling.
+      train_images: rendered train images the pairs are drawn from.
+
+    Returns:
+      train_pairs_per_s, eval_images_per_s, compile_s, peak_rss_mib, flops_per_step,
+      gflops_per_s, ceiling_gflops_per_s, ceiling_fraction, plus what was measured (backend,
+      device, model, pairs, batch_size, dtype, steps, step_s).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    data = bench_data(config, train_images)
+    split = make_split(config.data.split, data.classes, config.data.pivot)
+    mesh = tr.make_mesh()
+    device_data = tr.replicate(
+        tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32),
+                      pivot_row=np.int32(split.pivot_row)),
+        mesh,
+    )
+    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
+    init_key, step_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
+    state = tr.replicate(jax.device_get(tr.init_state(config, model, tx, device_data, init_key)), mesh)
+    step_key = tr.replicate(step_key, mesh)
+
+    step_fn = tr.make_step_fn(config, model, tx, mesh)
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, step_key, device_data).compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+    state, _ = compiled(state, step_key, device_data)  # first call: allocation, warm caches
+
+    def train_once() -> Any:
+        nonlocal state
+        state, metrics = compiled(state, step_key, device_data)
+        return metrics["loss"]
+
+    step_times = _timed(train_once, steps)
+    step_s = statistics.median(step_times)
+
+    rows = split.test if len(split.test) else split.train
+    rows = np.resize(rows, config.train.batch_size).astype(np.int32)
+    x = gather_images(device_data.images, tr.replicate(rows, mesh), config.model.image_size)
+    x_pivot = gather_images(device_data.images, tr.replicate(np.int32([split.pivot_row]), mesh),
+                            config.model.image_size)
+    decode = _decoder(config, model)
+    jax.block_until_ready(decode(state.params, x, x_pivot))
+    eval_s = statistics.median(_timed(lambda: decode(state.params, x, x_pivot), steps))
+
+    ceiling = matmul_ceiling(ceiling_size)
+    gflops = flops / step_s / 1e9
+    return {
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "devices": mesh.size,
+        "model": config.model.kind,
+        "pairs": config.data.pairs,
+        "batch_size": config.train.batch_size,
+        "dtype": config.model.dtype,
+        "steps": steps,
+        "step_s": step_s,
+        "train_pairs_per_s": config.train.batch_size / step_s,
+        "eval_images_per_s": config.train.batch_size / eval_s,
+        "compile_s": compile_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "flops_per_step": flops,
+        "gflops_per_s": gflops,
+        "ceiling_size": ceiling_size,
+        "ceiling_gflops_per_s": ceiling,
+        "ceiling_fraction": gflops / ceiling,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The figures of `bench` as an aligned two-column table."""
+    rows = [
+        ("backend", f"{result['backend']} ({result['device']}, {result['devices']} device(s))"),
+        ("model / pairs / batch / dtype",
+         f"{result['model']} / {result['pairs']} / {result['batch_size']} / {result['dtype']}"),
+        ("train pairs/s", f"{result['train_pairs_per_s']:.1f}  (median of {result['steps']} steps, "
+                          f"{result['step_s']:.3f} s/step)"),
+        ("eval images/s (held-out, from the pivot)", f"{result['eval_images_per_s']:.1f}"),
+        ("compile s (train step)", f"{result['compile_s']:.1f}"),
+        ("peak host RSS MiB", f"{result['peak_rss_mib']:.0f}"),
+        ("GFLOP per train step (XLA)", f"{result['flops_per_step'] / 1e9:.2f}"),
+        ("achieved GFLOP/s", f"{result['gflops_per_s']:.1f}"),
+        (f"matmul ceiling GFLOP/s ({result['ceiling_size']}³ float32)", f"{result['ceiling_gflops_per_s']:.1f}"),
+        ("achieved / ceiling", f"{result['ceiling_fraction']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def save(result: dict[str, Any], path: str) -> None:
+    """Writes `result` as JSON."""
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+        f.write("\n")

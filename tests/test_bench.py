@@ -1,0 +1,65 @@
+"""The benchmark in CI size, bfloat16 compute against float32, and one trace per train step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from magajax import bench as bn
+from magajax import config as cfg
+from magajax import train as tr
+from magajax.data.splits import make_split
+
+FIGURES = ["train_pairs_per_s", "eval_images_per_s", "compile_s", "peak_rss_mib", "flops_per_step",
+           "gflops_per_s", "ceiling_gflops_per_s", "ceiling_fraction"]
+
+
+def test_bench_reports_every_figure(tiny_config, tmp_path):
+    result = bn.bench(tiny_config, steps=2, ceiling_size=128, train_images=64)
+    for name in FIGURES:
+        assert np.isfinite(result[name]) and result[name] > 0, (name, result[name])
+    assert "train pairs/s" in bn.table(result)
+    bn.save(result, str(tmp_path / "bench.json"))
+    assert (tmp_path / "bench.json").read_text().startswith("{")
+
+
+def _device_data(config, data):
+    split = make_split(config.data.split, data.classes, config.data.pivot)
+    return tr.replicate(tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32),
+                                      pivot_row=np.int32(split.pivot_row)), tr.make_mesh())
+
+
+def test_bfloat16_loss_is_close_to_float32(tiny_config, small_dsprites):
+    """bfloat16 compute (float32 parameters and loss) stays within 2% of the float32 loss."""
+    config = cfg.override(tiny_config, {"pairs": "shuffle"})
+    bf16 = cfg.override(config, {"dtype": "bfloat16"})
+    data = _device_data(config, small_dsprites)
+    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
+    params = tr.init_state(config, model, tx, data, jax.random.PRNGKey(0)).params
+    x_pivot, x_varying, perm = tr._pairs(config, data, jax.random.PRNGKey(1))
+    extra = () if perm is None else (perm,)
+    key = jax.random.PRNGKey(2)
+    loss32, _ = tr.maganet_loss(model, params, x_pivot, x_varying, key, config, *extra)
+    loss16, _ = tr.maganet_loss(tr.create_model(bf16.model), params, x_pivot, x_varying, key, bf16, *extra)
+    assert loss16.dtype == jnp.float32
+    assert jax.tree.leaves(jax.tree.map(lambda p: p.dtype, params)) == [jnp.float32] * len(jax.tree.leaves(params))
+    np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
+    assert float(loss16) != float(loss32), "bfloat16 compute must actually change the arithmetic"
+
+
+def test_train_step_is_traced_once(tiny_config, small_dsprites, monkeypatch):
+    tiny_config = cfg.override(tiny_config, {"pairs": "shuffle"})
+    traces = []
+    loss = tr.maganet_loss
+    monkeypatch.setattr(tr, "maganet_loss", lambda *a, **k: (traces.append(1), loss(*a, **k))[1])
+    data = _device_data(tiny_config, small_dsprites)
+    model, tx = tr.create_model(tiny_config.model), tr.create_optimizer(tiny_config.train)
+    mesh = tr.make_mesh()
+    state = tr.init_state(tiny_config, model, tx, data, jax.random.PRNGKey(0))
+    state = tr.replicate(jax.device_get(state), mesh)  # as `run.train` does: the step's output sharding
+    step = tr.make_train_step(tiny_config, model, tx, data, mesh)
+    key = jax.random.PRNGKey(1)
+    for _ in range(3):
+        state, metrics = step(state, key)
+    jax.block_until_ready(metrics)
+    assert int(state.step) == 3 and len(traces) == 1
