@@ -12,7 +12,6 @@ Prints a table and writes bench.json (--out). Any config field can be overridden
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from magajax import bench as bn
@@ -32,17 +31,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     p.add_argument("--train-images", type=int, default=bn.TRAIN_IMAGES, help="rendered train images")
     p.add_argument("--out", default="bench.json")
     args, rest = p.parse_known_args(argv)
-    overrides = {}
-    for item in rest:
-        m = re.fullmatch(r"--([\w.\-]+)=(.*)", item)
-        if not m:
-            p.error(f"unrecognised argument {item!r}; config overrides take the form --FIELD=VALUE")
-        overrides[m.group(1)] = m.group(2)
     named = {"model.kind": args.model, "data.pairs": args.pairs, "train.batch_size": args.batch_size,
              "model.dtype": args.dtype}
-    overrides.update({k: v for k, v in named.items() if v is not None})
     try:
-        config = cfg.override(cfg.preset(args.preset), overrides)
+        config = cfg.from_flags(args.preset, rest, named)
     except ValueError as e:
         p.error(str(e))
     return args, config

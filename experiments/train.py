@@ -35,18 +35,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     p.add_argument("--no-progress", action="store_true")
     args, rest = p.parse_known_args(argv)
-    overrides = {}
-    for item in rest:
-        m = re.fullmatch(r"--([\w.\-]+)=(.*)", item)
-        if not m:
-            p.error(f"unrecognised argument {item!r}; config overrides take the form --FIELD=VALUE")
-        overrides[m.group(1)] = m.group(2)
     named = {"data.split": args.split, "model.kind": args.model, "train.steps": args.steps,
              "train.batch_size": args.batch_size, "data.source": args.data, "train.seed": args.seed,
              "data.pairs": args.pairs}
-    overrides.update({k: v for k, v in named.items() if v is not None})
     try:
-        config = cfg.override(cfg.preset(args.preset), overrides)
+        config = cfg.from_flags(args.preset, rest, named)
     except ValueError as e:
         p.error(str(e))
     return args, config

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+import re
+from typing import Any, Mapping, Sequence
 
 DEFAULT_PIVOT = 594095  # (heart, scale 2, orientation 20, x 5, y 15): the blog's pivot.
 
@@ -188,3 +189,16 @@ def override(config: Config, overrides: Mapping[str, Any]) -> Config:
     return dataclasses.replace(
         config, **{s: dataclasses.replace(sections[s], **c) for s, c in changes.items() if c}
     )
+
+
+def from_flags(preset_name: str, extra: Sequence[str], named: Mapping[str, Any]) -> Config:
+    """A preset with command-line overrides: `extra` are '--FIELD=VALUE' arguments and `named`
+    maps 'section.field' to the value of a dedicated flag (None when the flag was not given)."""
+    overrides: dict[str, Any] = {}
+    for item in extra:
+        m = re.fullmatch(r"--([\w.\-]+)=(.*)", item)
+        if not m:
+            raise ValueError(f"unrecognised argument {item!r}; config overrides take the form --FIELD=VALUE")
+        overrides[m.group(1)] = m.group(2)
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return override(preset(preset_name), overrides)

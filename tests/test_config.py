@@ -40,3 +40,10 @@ def test_json_round_trip():
 def test_ambiguous_field_names_the_candidates():
     with pytest.raises(ValueError, match="ambiguous config field 'steps': write one of model.steps, train.steps"):
         cfg.override(cfg.preset("blog"), {"steps": "3"})
+
+
+def test_from_flags_applies_extra_and_named_flags():
+    c = cfg.from_flags("quick", ["--hidden=16", "--train.lr=0.01"], {"data.split": "range", "train.seed": None})
+    assert (c.model.hidden, c.train.lr, c.data.split, c.train.seed) == (16, 0.01, "range", 0)
+    with pytest.raises(ValueError, match="config overrides take the form --FIELD=VALUE"):
+        cfg.from_flags("quick", ["--hidden", "16"], {})
