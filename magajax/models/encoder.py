@@ -1,7 +1,7 @@
 """The Burgess et al. (2018) convolutional encoder: image → (mean, logvar) of a diagonal Gaussian.
 
 Architecture (the reference implementation's, d = config.latent_dim):
-  k × [Conv(32, kernel 4, stride 2, padding p) + ReLU] → flatten
+  k × [Conv(32, kernel 4, stride 2, padding p) + ReLU] → flatten   (convs by `Stride2Conv`)
   → Dense(256) + ReLU → Dense(256) + ReLU → Dense(2d) → (mean, logvar) = (first d, last d).
 
 p is `config.encoder_padding`: an int (1, the reference's, halves the side: 64 → 32 → 16 → 8 → 4)
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from magajax.config import ModelConfig
+from magajax.models.stride2_conv import Stride2Conv, output_side
 
 CHANNELS = 32  # conv width
 HIDDEN = 256  # MLP width
@@ -33,11 +34,6 @@ def padding_amount(padding: int | str) -> int:
     raise ValueError(f"encoder_padding must be an int in 0..{KERNEL - 1} or 'VALID', got {padding!r}")
 
 
-def _conv_out(side: int, pad: int) -> int:
-    """Side after one stride-2, kernel-4 conv: floor((n + 2p − 4) / 2) + 1."""
-    return (side + 2 * pad - KERNEL) // 2 + 1
-
-
 def conv_sides(image_size: int, padding: int | str) -> list[int]:
     """Spatial sides [n_0 = image_size, n_1, ..., n_k] through the encoder's k stride-2 convs.
 
@@ -50,10 +46,10 @@ def conv_sides(image_size: int, padding: int | str) -> list[int]:
     pad = padding_amount(padding)
     floor = REFERENCE_SIZE
     for _ in range(MAX_CONVS):
-        floor = _conv_out(floor, pad)
+        floor = output_side(floor, KERNEL, pad)
     sides = [image_size]
-    while len(sides) <= MAX_CONVS and _conv_out(sides[-1], pad) >= floor:
-        sides.append(_conv_out(sides[-1], pad))
+    while len(sides) <= MAX_CONVS and output_side(sides[-1], KERNEL, pad) >= floor:
+        sides.append(output_side(sides[-1], KERNEL, pad))
     if len(sides) == 1:
         raise ValueError(
             f"image_size {image_size} is too small for the encoder with padding {padding!r}: "
@@ -77,8 +73,8 @@ class Encoder(nn.Module):
         dtype = jnp.dtype(c.dtype)
         pad = padding_amount(c.encoder_padding)
         h = x.astype(dtype)
-        for _ in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
-            h = nn.Conv(CHANNELS, (KERNEL, KERNEL), strides=(2, 2), padding=((pad, pad), (pad, pad)), dtype=dtype)(h)
+        for i in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
+            h = Stride2Conv(CHANNELS, KERNEL, pad, dtype=dtype, name=f"Conv_{i}")(h)
             h = nn.relu(h)
         h = h.reshape(h.shape[0], -1)
         h = nn.relu(nn.Dense(HIDDEN, dtype=dtype)(h))
