@@ -3,18 +3,19 @@
   y[b, i, j] = Σ_{u, v < k} xp[b, 2i + u, 2j + v] · K[u, v] + bias,   xp = x zero-padded by p
 
 Writing u = 2·a + r and v = 2·c + s (a, c < k/2; r, s ∈ {0, 1}), xp[2i + u, 2j + v] is entry (r, s)
-of the 2×2 block (i + a, j + c) of xp. So, with xs = space-to-depth(xp) of shape (B, ⌈H'/2⌉,
-⌈W'/2⌉, 4·c_in) and channel order (r, s, c_in), the sum is a stride-1 (k/2)×(k/2) VALID conv of xs:
-computed, like `magajax.flows.conv3x3`, by the smaller side:
+of the 2×2 block (i + a, j + c) of xp. xp is cut to the 2·(H_out + k/2 − 1) rows (and likewise
+columns) that outputs read, which drops at most one final row; with xs = space-to-depth(xp) of
+shape (B, H_out + k/2 − 1, W_out + k/2 − 1, 4·c_in), channels ordered (r, s, c_in), the sum is a
+stride-1 (k/2)×(k/2) VALID conv of xs, computed like `magajax.flows.conv3x3`, by the smaller side:
 
 - 4·c_in ≤ c_out (im2col): the (k/2)² shifted copies of xs stacked on channels, times K arranged
   as (k²·c_in, c_out);
 - otherwise (col2im): xs times K arranged as (4·c_in, (k/2)²·c_out), then the (k/2)² shifted
   (B, H_out, W_out, c_out) slices of the product added.
 
-One 2-D matmul either way, so the gradients are 2-D matmuls too. On XLA:CPU the encoder's train
-step (forward and gradients) runs about 3× faster this way than with `lax.conv`, which transposes
-its operands for the weight gradient.
+One 2-D matmul either way, so the gradients are 2-D matmuls too. On XLA:CPU (2-core AMD EPYC) the
+default encoder's four convs, forward and gradients at batch 128, take 105 ms this way against
+269 ms with `lax.conv` (2.6×), which transposes its operands for the weight gradient.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def stride2_conv(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
         raise ValueError(f"stride2_conv needs a (k, k, {x.shape[-1]}, c_out) kernel with k even, got {kernel.shape}")
     b, h, w, _ = x.shape
     h_out, w_out = output_side(h, k, pad), output_side(w, k, pad)
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"a {h}x{w} input padded by {pad} is smaller than the {k}x{k} kernel; "
+                         f"use a larger image or more padding")
     half = k // 2
     # Pad (or crop, where negative) to exactly 2·(out + half − 1) rows and columns: the blocks
     # the outputs read, no more.

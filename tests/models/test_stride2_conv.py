@@ -16,7 +16,7 @@ def _lax(x, kernel, pad):
 
 
 @pytest.mark.parametrize("side, k, pad, c_in", [
-    (8, 4, 1, 1), (9, 4, 1, 3), (8, 4, 0, 2), (7, 4, 0, 2), (10, 4, 3, 2), (8, 2, 0, 3), (11, 6, 2, 1),
+    (8, 4, 1, 1), (9, 4, 0, 1), (9, 4, 1, 3), (8, 4, 0, 2), (7, 4, 0, 2), (10, 4, 3, 2), (8, 2, 0, 3), (11, 6, 2, 1),
 ])
 def test_equals_lax_conv_with_gradients(side, k, pad, c_in):
     rng = np.random.default_rng(0)  # (jax.random's 4-D draws compile slowly on XLA:CPU)
@@ -44,6 +44,8 @@ def test_module_matches_flax_conv_and_its_parameters():
     np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), rtol=1e-5, atol=1e-5)
 
 
-def test_bad_kernel_is_one_clear_error():
+def test_bad_kernel_or_too_small_input_is_one_clear_error():
     with pytest.raises(ValueError, match="kernel"):
         stride2_conv(jnp.zeros((1, 8, 8, 2)), jnp.zeros((3, 3, 2, 4)), 1)
+    with pytest.raises(ValueError, match="smaller than the 4x4 kernel"):
+        stride2_conv(jnp.zeros((1, 2, 8, 2)), jnp.zeros((4, 4, 2, 4)), 0)
