@@ -21,9 +21,9 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from magajax import losses
-from magajax.config import Config, ModelConfig, TrainConfig
+from magajax.config import Config, TrainConfig
 from magajax.data.pairs import pair_rows, sample_pairs, unpack_images
-from magajax.model import module as create_model
+from magajax.model import module as create_model  # noqa: F401  (re-exported: tr.create_model)
 from magajax.models.maganet import MAGANet
 from magajax.models.vae import VAE
 

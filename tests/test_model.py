@@ -14,8 +14,7 @@ import magajax
 from magajax import model as api
 from magajax.config import Config, ModelConfig
 from magajax.models.vae import VAE
-from tests.models.test_encoder import key, random_params
-from tests.models.test_maganet import binary_images, tiny
+from tests.models.helpers import binary_images, key, random_params, tiny
 
 
 @pytest.fixture(autouse=True)

@@ -7,45 +7,7 @@ import pytest
 
 from magajax.config import ModelConfig
 from magajax.models.encoder import Encoder, conv_sides
-
-
-def key(seed: int) -> jax.Array:
-    """An 'rbg' key: tests do not depend on the stream, and it compiles much faster than threefry."""
-    return jax.random.key(seed, impl="rbg")
-
-
-def random_params(init, *args):
-    """Parameters of `init(*args)`'s shapes drawn in NumPy: weights N(0, 1/fan_in), biases 0.
-
-    For tests of shapes and finiteness: no initialiser is compiled (that costs seconds per model).
-    """
-    rng = np.random.default_rng(0)
-
-    def fill(s: jax.ShapeDtypeStruct) -> np.ndarray:
-        if len(s.shape) < 2:
-            return np.zeros(s.shape, np.float32)
-        return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
-
-    return jax.tree.map(fill, jax.eval_shape(init, *args))
-
-
-def conv_params(c_in: int, c_out: int, k: int) -> int:
-    return k * k * c_in * c_out + c_out
-
-
-def dense_params(n_in: int, n_out: int, bias: bool = True) -> int:
-    return n_in * n_out + (n_out if bias else 0)
-
-
-def n_params(tree) -> int:
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
-
-
-def default_encoder_params(d: int = 10) -> int:
-    """64×64×1, padding 1: 4 convs (64 → 32 → 16 → 8 → 4), then the MLP on 32·4·4 features."""
-    convs = conv_params(1, 32, 4) + 3 * conv_params(32, 32, 4)
-    mlp = dense_params(32 * 4 * 4, 256) + dense_params(256, 256) + dense_params(256, 2 * d)
-    return convs + mlp
+from tests.models.helpers import default_encoder_params, key, n_params, random_params
 
 
 @pytest.mark.parametrize(

@@ -9,25 +9,9 @@ import numpy as np
 from magajax.config import ModelConfig
 from magajax.model import jitted
 from magajax.models.maganet import MAGANet
-from tests.models.test_encoder import default_encoder_params, dense_params, key, n_params
+from tests.models.helpers import binary_images, default_encoder_params, dense_params, key, n_params, tiny
 
 LAW_TOL = 1e-3  # max |error| on logits for the group laws, float32
-
-
-def binary_images(seed: int, batch: int, size: int) -> np.ndarray:
-    return (np.random.default_rng(seed).random((batch, size, size, 1)) < 0.3).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def tiny() -> tuple[ModelConfig, dict]:
-    """A 16×16, 2-level, 2-step, hidden-16 MAGANet, initialised on binary images, then every
-    parameter perturbed by N(0, 0.05²) so no test can pass on the identity-like init."""
-    config = ModelConfig(image_size=16, levels=2, steps=2, hidden=16)
-    variables = jax.jit(MAGANet(config).init)(key(0), binary_images(0, 1, 16), binary_images(1, 8, 16))
-    leaves, tree = jax.tree.flatten(variables)
-    noise = np.random.default_rng(2)
-    leaves = [leaf + 0.05 * noise.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
-    return config, jax.tree.unflatten(tree, leaves)
 
 
 def method(config: ModelConfig, name: str):

@@ -10,7 +10,7 @@ import pytest
 from magajax.config import ModelConfig
 from magajax.model import jitted
 from magajax.models.vae import VAE
-from tests.models.test_encoder import conv_params, default_encoder_params, dense_params, key, n_params, random_params
+from tests.models.helpers import conv_params, default_encoder_params, dense_params, key, n_params, random_params
 
 
 def default_decoder_params(d: int = 10) -> int:
