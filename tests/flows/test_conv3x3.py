@@ -16,20 +16,20 @@ def _lax(x, kernel):
 
 @pytest.mark.parametrize("c_in, c_out", [(2, 16), (16, 2), (4, 4), (3, 5)])  # im2col and col2im branches
 def test_equals_lax_conv_with_gradients(c_in, c_out):
-    kx, kk, kc = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(kx, (3, 6, 5, c_in))
-    kernel = jax.random.normal(kk, (3, 3, c_in, c_out))
-    cot = jax.random.normal(kc, (3, 6, 5, c_out))
-    np.testing.assert_allclose(conv3x3(x, kernel), _lax(x, kernel), rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(0)  # (jax.random's 4-D draws compile slowly on XLA:CPU)
+    x = jnp.asarray(rng.normal(size=(3, 6, 5, c_in)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, c_in, c_out)), jnp.float32)
+    cot = jnp.asarray(rng.normal(size=(3, 6, 5, c_out)), jnp.float32)
+    np.testing.assert_allclose(jax.jit(conv3x3)(x, kernel), jax.jit(_lax)(x, kernel), rtol=1e-5, atol=1e-5)
     loss = lambda conv: lambda x, k: jnp.sum(conv(x, k) * cot)  # noqa: E731
-    grads = jax.grad(loss(conv3x3), argnums=(0, 1))(x, kernel)
-    expected = jax.grad(loss(_lax), argnums=(0, 1))(x, kernel)
+    grads = jax.jit(jax.grad(loss(conv3x3), argnums=(0, 1)))(x, kernel)
+    expected = jax.jit(jax.grad(loss(_lax), argnums=(0, 1)))(x, kernel)
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_module_matches_flax_conv():
-    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 8, 4)), jnp.float32)
     flax_conv = nn.Conv(6, (3, 3), padding="SAME")
     params = flax_conv.init(jax.random.key(2), x)
     params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
