@@ -216,6 +216,19 @@ def _verified(path: Path, sha256: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _absl_errors_only() -> Iterator[None]:
+    """Silences absl (tfds') log messages below ERROR inside the block."""
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
 def _tfds_plan(data_dir: str | None) -> tuple[Callable[[], DSprites] | None, str]:
     """How to read dSprites through tfds (None if it can't be), and why."""
     try:
@@ -230,7 +243,9 @@ def _tfds_plan(data_dir: str | None) -> tuple[Callable[[], DSprites] | None, str
         if path.is_file():
             return lambda: _read_official(_verified(path, info.checksum), f"tfds:{path}", ".hdf5"), f"tfds' download {path}"
     missing = f"no download of {info.filename} in {downloads}"
-    if builder.is_prepared():
+    with _absl_errors_only():  # tfds warns of the unprepared folder; the returned reason says it
+        prepared = builder.is_prepared()
+    if prepared:
         fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
         n = builder.info.splits["train"].num_examples
         kw = dict(split="train", data_dir=builder.data_dir_root, download=False)

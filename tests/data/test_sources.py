@@ -204,9 +204,11 @@ def test_tfds_prepared_array_record(registered, tmp_path, monkeypatch):
     assert ds.source == f"tfds:{builder.data_dir}"
 
 
-def test_tfds_unavailable_offline(tmp_path):
+def test_tfds_unavailable_offline(tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match="no download of .* no prepared dataset .* github.com is unreachable"):
         sources.load_dsprites("tfds", data_dir=str(tmp_path))
+    # the error says it once; tfds' own warning about the unprepared folder is not shown as well
+    assert not [r for r in caplog.records if "dataset_info.json" in r.getMessage()]
 
 
 @pytest.fixture
