@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from magajax.flows.conv3x3 import Conv3x3, conv3x3
+from tests.conv_check import assert_same_conv, normal
 
 
 def _lax(x, kernel):
@@ -16,20 +17,12 @@ def _lax(x, kernel):
 
 @pytest.mark.parametrize("c_in, c_out", [(2, 16), (16, 2), (4, 4), (3, 5)])  # im2col and col2im branches
 def test_equals_lax_conv_with_gradients(c_in, c_out):
-    rng = np.random.default_rng(0)  # (jax.random's 4-D draws compile slowly on XLA:CPU)
-    x = jnp.asarray(rng.normal(size=(3, 6, 5, c_in)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(3, 3, c_in, c_out)), jnp.float32)
-    cot = jnp.asarray(rng.normal(size=(3, 6, 5, c_out)), jnp.float32)
-    np.testing.assert_allclose(jax.jit(conv3x3)(x, kernel), jax.jit(_lax)(x, kernel), rtol=1e-5, atol=1e-5)
-    loss = lambda conv: lambda x, k: jnp.sum(conv(x, k) * cot)  # noqa: E731
-    grads = jax.jit(jax.grad(loss(conv3x3), argnums=(0, 1)))(x, kernel)
-    expected = jax.jit(jax.grad(loss(_lax), argnums=(0, 1)))(x, kernel)
-    for got, want in zip(grads, expected):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    rng = np.random.default_rng(0)
+    assert_same_conv(conv3x3, _lax, normal(rng, (3, 6, 5, c_in)), normal(rng, (3, 3, c_in, c_out)))
 
 
 def test_module_matches_flax_conv():
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 8, 4)), jnp.float32)
+    x = normal(np.random.default_rng(1), (2, 8, 8, 4))
     flax_conv = nn.Conv(6, (3, 3), padding="SAME")
     params = flax_conv.init(jax.random.key(2), x)
     params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from magajax.models.stride2_conv import Stride2Conv, output_side, stride2_conv
+from tests.conv_check import assert_same_conv, normal
 
 
 def _lax(x, kernel, pad):
@@ -19,22 +20,14 @@ def _lax(x, kernel, pad):
     (8, 4, 1, 1), (9, 4, 0, 1), (9, 4, 1, 3), (8, 4, 0, 2), (7, 4, 0, 2), (10, 4, 3, 2), (8, 2, 0, 3), (11, 6, 2, 1),
 ])
 def test_equals_lax_conv_with_gradients(side, k, pad, c_in):
-    rng = np.random.default_rng(0)  # (jax.random's 4-D draws compile slowly on XLA:CPU)
-    x = jnp.asarray(rng.normal(size=(2, side, side + 1, c_in)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(k, k, c_in, 5)), jnp.float32)
-    want = jax.jit(_lax, static_argnums=2)(x, kernel, pad)
-    assert want.shape[1:3] == (output_side(side, k, pad), output_side(side + 1, k, pad))
-    np.testing.assert_allclose(jax.jit(stride2_conv, static_argnums=2)(x, kernel, pad), want, rtol=1e-5, atol=1e-5)
-    cot = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
-    loss = lambda conv: lambda x, w: jnp.sum(conv(x, w, pad) * cot)  # noqa: E731
-    grads = jax.jit(jax.grad(loss(stride2_conv), argnums=(0, 1)))(x, kernel)
-    expected = jax.jit(jax.grad(loss(_lax), argnums=(0, 1)))(x, kernel)
-    for got, want in zip(grads, expected):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    rng = np.random.default_rng(0)
+    x, kernel = normal(rng, (2, side, side + 1, c_in)), normal(rng, (k, k, c_in, 5))
+    out = assert_same_conv(lambda x, w: stride2_conv(x, w, pad), lambda x, w: _lax(x, w, pad), x, kernel)
+    assert out.shape[1:3] == (output_side(side, k, pad), output_side(side + 1, k, pad))
 
 
 def test_module_matches_flax_conv_and_its_parameters():
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 16, 16, 3)), jnp.float32)
+    x = normal(np.random.default_rng(1), (2, 16, 16, 3))
     flax_conv = nn.Conv(6, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
     params = flax_conv.init(jax.random.key(2), x)
     ours = Stride2Conv(6, 4, 1)
