@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from magajax import bench as bn
 from magajax import config as cfg
+from magajax.analysis import bench as bn
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from magajax.evaluate import evaluate, format_table
+    from magajax.analysis.evaluate import evaluate, format_table
 
     try:
         result = evaluate(args.workdir, split=args.split, sample=args.sample, data=args.data,

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latent-images", type=int, default=2000, help="images embedded in latents.png")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from magajax.figures import draw_all
+    from magajax.analysis.figures import draw_all
 
     try:
         paths = draw_all(args.workdir, data=args.data, out=args.out, examples=args.examples,

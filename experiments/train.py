@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         jax.distributed.initialize()
-    from magajax.run import final_metrics, train
+    from magajax.training.loop import final_metrics, train
 
     slug = re.sub(r"[^\w.-]+", "_", config.data.split).strip("_")
     workdir = args.workdir or f"runs/{config.model.kind}-{slug}"

@@ -6,7 +6,7 @@
     z = magajax.encode(x_varying, x_pivot)       # z = E(x_varying) − E(x_pivot)
 """
 
+from magajax.api import Model, act, decode, encode, load
 from magajax.config import Config, DataConfig, ModelConfig, TrainConfig, preset
-from magajax.model import Model, act, decode, encode, load
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "preset", "Model", "act", "decode", "encode", "load"]

@@ -11,6 +11,7 @@ from magajax.config import DEFAULT_PIVOT
 from magajax.data import factors
 from magajax.data.render import render_dsprites
 from magajax.data.sources import DSprites
+from tests import helpers
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,33 +36,24 @@ def small_dsprites() -> DSprites:
     )
 
 
-def tiny() -> cfg.Config:
-    """16×16 images, one flow level of one step, hidden 8, batch 8: a step takes milliseconds."""
-    return cfg.override(
-        cfg.preset("quick"),
-        {"image_size": 16, "levels": 1, "model.steps": 1, "hidden": 8, "batch_size": 8,
-         "train.steps": 4, "log_every": 2, "checkpoint_every": 2, "split": "element"},
-    )
-
-
 @pytest.fixture
 def tiny_config() -> cfg.Config:
-    """The `tiny` configuration."""
-    return tiny()
+    """`tests.helpers.tiny_config()`."""
+    return helpers.tiny_config()
 
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, small_dsprites, compilation_cache) -> dict[str, Path]:
-    """A `tiny` MAGANet and VAE trained for 2 steps (one checkpoint) on split element, shared by the
+    """A tiny MAGANet and VAE trained for 2 steps (one checkpoint) on split element, shared by the
     evaluation tests.
 
     Returns {'maganet': workdir, 'vae': workdir}. Tests that write into a workdir copy it first.
     """
-    from magajax import run
+    from magajax.training import loop as run
 
     root = tmp_path_factory.mktemp("tiny-runs")
     runs = {kind: root / f"{kind}-element" for kind in ("maganet", "vae")}
     for kind, workdir in runs.items():
-        run.train(cfg.override(tiny(), {"kind": kind, "train.steps": 2}), workdir, data=small_dsprites,
+        run.train(cfg.override(helpers.tiny_config(), {"kind": kind, "train.steps": 2}), workdir, data=small_dsprites,
                   progress=False)
     return runs

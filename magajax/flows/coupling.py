@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from magajax.flows.conv3x3 import Conv3x3
+from magajax.ops.conv3x3 import Conv3x3
 
 KINDS = ("additive", "affine")
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from magajax.config import ModelConfig
-from magajax.models.stride2_conv import Stride2Conv, output_side
+from magajax.ops.stride2_conv import Stride2Conv, output_side
 
 CHANNELS = 32  # conv width
 HIDDEN = 256  # MLP width

@@ -45,26 +45,26 @@ class MAGANet(nn.Module):
 
     def __call__(self, x_pivot: jnp.ndarray, x_varying: jnp.ndarray) -> jnp.ndarray:
         """Reconstruction logits of x_varying from x_pivot with the mean code (used for `init`)."""
-        return self.decode_logits(self.code(x_varying, x_pivot), x_pivot)
+        return self.decode_logits(self.encode(x_varying, x_pivot), x_pivot)
 
     def embed(self, x: jnp.ndarray) -> jnp.ndarray:
         """u = logit(clip(x, ε, 1 − ε)): images (B, H, W, 1) in [0, 1] → logits, |u| ≤ logit(1 − ε)."""
         x = jnp.clip(x.astype(jnp.float32), self.config.eps, 1.0 - self.config.eps)
         return jnp.log(x) - jnp.log1p(-x)
 
-    def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def posterior(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """q(z | x): images (B, H, W, 1) → (mean, logvar), each (B, d)."""
         return self.encoder(x)
 
-    def code(self, x_varying: jnp.ndarray, x_pivot: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
+    def encode(self, x_varying: jnp.ndarray, x_pivot: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
         """Transformation code z = s(x_varying) − s(x_pivot), (B, d).
 
         Without `key`, s is the mean (z = μ_v − μ_p); with it, s is a reparameterised sample drawn
         independently for every pair, so z ~ N(μ_v − μ_p, σ_v² + σ_p²) even when one pivot is
         broadcast against B varying images.
         """
-        mean_v, logvar_v = self.encode(x_varying)
-        mean_p, logvar_p = self.encode(x_pivot)
+        mean_v, logvar_v = self.posterior(x_varying)
+        mean_p, logvar_p = self.posterior(x_pivot)
         shape = jnp.broadcast_shapes(mean_v.shape, mean_p.shape)
         if key is None:
             return jnp.broadcast_to(mean_v - mean_p, shape)

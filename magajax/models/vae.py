@@ -16,7 +16,14 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from magajax.config import ModelConfig
-from magajax.models.encoder import CHANNELS, HIDDEN, KERNEL, Encoder, conv_sides, padding_amount
+from magajax.models.encoder import (
+    CHANNELS,
+    HIDDEN,
+    KERNEL,
+    Encoder,
+    conv_sides,
+    padding_amount,
+)
 
 
 def sample(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
@@ -52,16 +59,16 @@ class VAE(nn.Module):
 
     def __call__(self, x: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
         """Encodes x, samples z with `key`, decodes: (logits (B, H, W, 1), mean, logvar)."""
-        mean, logvar = self.encode(x)
+        mean, logvar = self.posterior(x)
         return self.decode_logits(sample(mean, logvar, key)), mean, logvar
 
-    def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def posterior(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """q(z | x): images (B, H, W, 1) in [0, 1] → (mean, logvar), each (B, d)."""
         return self.encoder(x)
 
-    def code(self, x: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
+    def encode(self, x: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
         """The code of x: a reparameterised sample with `key`, the mean without."""
-        mean, logvar = self.encode(x)
+        mean, logvar = self.posterior(x)
         return mean if key is None else sample(mean, logvar, key)
 
     def decode_logits(self, z: jnp.ndarray) -> jnp.ndarray:

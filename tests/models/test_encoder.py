@@ -7,7 +7,7 @@ import pytest
 
 from magajax.config import ModelConfig
 from magajax.models.encoder import Encoder, conv_sides
-from tests.models.helpers import default_encoder_params, key, n_params, random_params
+from tests.helpers import default_encoder_params, key, n_params, random_params
 
 
 @pytest.mark.parametrize(

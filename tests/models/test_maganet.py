@@ -6,10 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magajax.api import jitted
 from magajax.config import ModelConfig
-from magajax.model import jitted
 from magajax.models.maganet import MAGANet
-from tests.models.helpers import binary_images, default_encoder_params, dense_params, key, n_params, tiny
+from tests.helpers import (
+    binary_images,
+    default_encoder_params,
+    dense_params,
+    key,
+    n_params,
+    tiny_maganet,
+)
 
 LAW_TOL = 1e-3  # max |error| on logits for the group laws, float32
 
@@ -20,7 +27,7 @@ def method(config: ModelConfig, name: str):
 
 
 def test_group_laws():
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     act = functools.partial(method(config, "act"), variables)
     u = method(config, "embed")(variables, binary_images(3, 5, 16))
     np.testing.assert_allclose(np.abs(u), np.log((1 - config.eps) / config.eps), rtol=1e-4)
@@ -39,7 +46,7 @@ def test_group_laws():
 
 
 def test_decode_of_zero_code_reproduces_a_binary_pivot():
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     x = binary_images(5, 5, 16)
     images = method(config, "decode")(variables, np.zeros((5, config.latent_dim), np.float32), x)
     err = float(jnp.max(jnp.abs(images - x)))
@@ -48,9 +55,9 @@ def test_decode_of_zero_code_reproduces_a_binary_pivot():
 
 
 def test_code_without_key_is_the_mean_difference():
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     x_v, x_p = binary_images(6, 5, 16), binary_images(7, 5, 16)
-    encode, code = method(config, "encode"), method(config, "code")
+    encode, code = method(config, "posterior"), method(config, "encode")
     mean_v, mean_p = encode(variables, x_v)[0], encode(variables, x_p)[0]
     np.testing.assert_allclose(code(variables, x_v, x_p), mean_v - mean_p, atol=1e-6)
     assert np.all(code(variables, x_v, x_v) == 0.0)
@@ -59,22 +66,22 @@ def test_code_without_key_is_the_mean_difference():
 
 def test_code_with_key_samples_each_pair_independently():
     """One pivot against n copies of one image: the n codes are i.i.d. N(μ_v − μ_p, σ_v² + σ_p²)."""
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     n = 2000
     x_v, x_p = np.repeat(binary_images(8, 1, 16), n, axis=0), binary_images(9, 1, 16)
-    mean_v, logvar_v = method(config, "encode")(variables, x_v[:1])
-    mean_p, logvar_p = method(config, "encode")(variables, x_p)
-    z = method(config, "code")(variables, x_v, x_p, key(10))
+    mean_v, logvar_v = method(config, "posterior")(variables, x_v[:1])
+    mean_p, logvar_p = method(config, "posterior")(variables, x_p)
+    z = method(config, "encode")(variables, x_v, x_p, key(10))
     assert z.shape == (n, config.latent_dim)
     var = np.exp(logvar_v[0]) + np.exp(logvar_p[0])
     np.testing.assert_array_less(np.abs(z.mean(0) - (mean_v[0] - mean_p[0])), 5 * np.sqrt(var / n))
     np.testing.assert_allclose(z.var(0) / var, 1.0, atol=0.2)
-    other = method(config, "code")(variables, x_v, x_p, key(11))
+    other = method(config, "encode")(variables, x_v, x_p, key(11))
     assert not np.allclose(z, other)
 
 
 def test_one_pivot_broadcasts_against_many_codes():
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     x_p = binary_images(12, 1, 16)
     z = np.random.default_rng(13).standard_normal((5, config.latent_dim)).astype(np.float32)
     decode = method(config, "decode")

@@ -7,10 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from magajax.api import jitted
 from magajax.config import ModelConfig
-from magajax.model import jitted
 from magajax.models.vae import VAE
-from tests.models.helpers import conv_params, default_encoder_params, dense_params, key, n_params, random_params
+from tests.helpers import (
+    conv_params,
+    default_encoder_params,
+    dense_params,
+    key,
+    n_params,
+    random_params,
+)
 
 
 def default_decoder_params(d: int = 10) -> int:
@@ -39,8 +46,8 @@ def test_init_code_and_decode():
     (logits, mean, logvar), params = jax.jit(VAE(config).init_with_output)(key(1), x, key(2))
     assert logits.shape == x.shape and np.all(np.isfinite(logits))
     method = functools.partial(jitted, config)
-    np.testing.assert_allclose(method("code")(params, x, None), mean, atol=1e-6)
-    z1, z2 = method("code")(params, x, key(4)), method("code")(params, x, key(5))
+    np.testing.assert_allclose(method("encode")(params, x, None), mean, atol=1e-6)
+    z1, z2 = method("encode")(params, x, key(4)), method("encode")(params, x, key(5))
     assert not np.allclose(z1, mean) and not np.allclose(z1, z2)
     noise = (z1 - mean) / jnp.exp(0.5 * logvar)
     assert 0.5 < float(jnp.std(noise)) < 1.5, "the sample is mean + σ·ε with ε ~ N(0, 1)"

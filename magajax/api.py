@@ -24,24 +24,15 @@ import numpy as np
 
 from magajax import inputs
 from magajax.config import Config, ModelConfig
-from magajax.models.maganet import MAGANet
-from magajax.models.vae import VAE
+from magajax.models import build
 
 _current: Model | None = None
-_MODULES = {"maganet": MAGANet, "vae": VAE}
-
-
-def module(config: ModelConfig) -> MAGANet | VAE:
-    """The Flax module for `config.kind`."""
-    if config.kind not in _MODULES:
-        raise ValueError(f"config.model.kind must be one of {', '.join(_MODULES)}, got {config.kind!r}")
-    return _MODULES[config.kind](config)
 
 
 @functools.lru_cache(maxsize=None)
 def jitted(config: ModelConfig, method: str) -> Callable[..., Any]:
-    """`jax.jit` of `module(config).apply(variables, *args, method=method)`, one per (config, method)."""
-    return jax.jit(functools.partial(module(config).apply, method=method))
+    """`jax.jit` of `build(config).apply(variables, *args, method=method)`, one per (config, method)."""
+    return jax.jit(functools.partial(build(config).apply, method=method))
 
 
 class Model:
@@ -49,25 +40,25 @@ class Model:
 
     Attributes:
       config: the whole run config; `config.model` builds the network.
-      params: the network's variables as `module.init(...)` returns them, {"params": ...}.
+      variables: the network's variables as `module.init(...)` returns them, {"params": ...}.
       module: the Flax module (`MAGANet` or `VAE`).
     """
 
-    def __init__(self, config: Config, params: Any):
-        """Builds `config.model`'s network around `params`.
+    def __init__(self, config: Config, variables: Any):
+        """Builds `config.model`'s network around `variables`.
 
         Args:
           config: the run config.
-          params: `module.init(...)`'s variables {"params": ...} (what `magajax.checkpoint.load`
-            returns), or the inner "params" collection.
+          variables: `module.init(...)`'s variables {"params": ...} (what
+            `magajax.training.checkpoint.load` returns), or the inner "params" collection.
         """
         self.config = config
-        variables = params if "params" in params else {"params": params}
-        self.params = jax.device_put(variables)  # on the device once, not at every call
-        self.module = module(config.model)
+        variables = variables if "params" in variables else {"params": variables}
+        self.variables = jax.device_put(variables)  # on the device once, not at every call
+        self.module = build(config.model)
 
     def _call(self, method: str, *args: Any) -> jax.Array:
-        return jitted(self.config.model, method)(self.params, *args)
+        return jitted(self.config.model, method)(self.variables, *args)
 
     @property
     def is_vae(self) -> bool:
@@ -112,9 +103,9 @@ class Model:
         x_varying = self._images(x_varying, "x_varying")
         x_pivot = self._pivot(x_pivot, "encode")
         if self.is_vae:
-            return self._call("code", x_varying, sample_key)
+            return self._call("encode", x_varying, sample_key)
         inputs.batch(x_varying=x_varying, x_pivot=x_pivot)
-        return self._call("code", x_varying, x_pivot, sample_key)
+        return self._call("encode", x_varying, x_pivot, sample_key)
 
     def _decode(self, method: str, z: Any, x_pivot: Any) -> jax.Array:
         z = inputs.codes(z, self.config.model.latent_dim, "z")
@@ -145,16 +136,18 @@ class Model:
 def current() -> Model:
     """The model set by the last `load(workdir)` or `Model.activate()`."""
     if _current is None:
-        raise ValueError("no model loaded: call magajax.load(workdir) or Model(config, params).activate() first")
+        raise ValueError("no model loaded: call magajax.load(workdir) or Model(config, variables).activate() first")
     return _current
 
 
 def load(workdir: str) -> Model:
     """Loads workdir/config.json and the latest checkpoint's parameters; makes it the current model."""
-    from magajax import checkpoint  # imported here: checkpointing pulls in orbax
+    from magajax.training import (
+        checkpoint,  # imported here: checkpointing pulls in orbax
+    )
 
-    config, params = checkpoint.load(workdir)
-    return Model(config, params).activate()
+    config, variables = checkpoint.load(workdir)
+    return Model(config, variables).activate()
 
 
 def encode(

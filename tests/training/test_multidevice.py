@@ -13,7 +13,9 @@ from pathlib import Path
 SCRIPT = textwrap.dedent(
     """
     import jax, numpy as np
-    from magajax import config as cfg, train as tr
+    from magajax import config as cfg
+    from magajax.models import build
+    from magajax.training import step as tr
     from magajax.config import DEFAULT_PIVOT
     from magajax.data import factors
     from magajax.data.render import render_dsprites
@@ -28,7 +30,7 @@ SCRIPT = textwrap.dedent(
     config = cfg.override(cfg.preset("quick"), {"image_size": 16, "levels": 1, "model.steps": 1, "hidden": 8,
                                                 "batch_size": 16, "pairs": "shuffle", "split": "element"})
     split = make_split(config.data.split, data.classes, config.data.pivot)
-    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
+    model, tx = build(config.model), tr.create_optimizer(config.train)
     host_data = tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32),
                               pivot_row=np.int32(split.pivot_row))
 
@@ -44,7 +46,7 @@ SCRIPT = textwrap.dedent(
             state, metrics = step(state, key)
             history.append({k: float(v) for k, v in metrics.items()})  # blocks on every step
             after_one = after_one or jax.device_get(state)
-        devices_used = len(jax.tree.leaves(state.params)[0].sharding.device_set)
+        devices_used = len(jax.tree.leaves(state.variables)[0].sharding.device_set)
         return after_one, history, devices_used
 
     sharded, history_8, n_8 = run(jax.devices())
@@ -65,7 +67,7 @@ SCRIPT = textwrap.dedent(
     # Adam moves each coordinate by ~lr * g / |g|: where g is zero up to rounding (e.g. the mean
     # half of the encoder's output bias cancels in z = mu_v - mu_p) the sign of the rounding
     # decides, so parameters agree to within 2 * lr there and to float precision elsewhere.
-    gap = max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), sharded.params, single.params)))
+    gap = max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), sharded.variables, single.variables)))
     assert gap <= 2 * config.train.lr, f"parameters differ by {gap:.2e} after one step"
     try:
         tr.check_batch(12, tr.make_mesh())

@@ -22,18 +22,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magajax.ops.matmul import matmul
+
 
 def _pad(x: jax.Array) -> jax.Array:
     return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-
-
-def matmul(x: jax.Array, weight: jax.Array) -> jax.Array:
-    """x (..., c_in) @ weight (c_in, c_out) as one 2-D matmul over the flattened leading axes.
-
-    XLA:CPU differentiates a 2-D product several times faster than the same product of a 4-D
-    array, which it may fuse with neighbouring element-wise ops into a slow loop.
-    """
-    return (x.reshape(-1, x.shape[-1]) @ weight).reshape(*x.shape[:-1], weight.shape[-1])
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:

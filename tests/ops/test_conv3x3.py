@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magajax.flows.conv3x3 import Conv3x3, conv3x3
-from tests.conv_check import assert_same_conv, normal
+from magajax.ops.conv3x3 import Conv3x3, conv3x3
+from tests.ops.conv_check import assert_same_conv, normal
 
 
 def _lax(x, kernel):

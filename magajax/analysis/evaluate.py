@@ -37,14 +37,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from magajax import checkpoint, losses
-from magajax import model as api
+from magajax import api
+from magajax import objective as losses
 from magajax.config import ModelConfig
 from magajax.data import factors
 from magajax.data.pairs import eval_batches, gather_images, unpack_images
 from magajax.data.sources import DSprites, load_dsprites
 from magajax.data.splits import make_split
+from magajax.models import build
 from magajax.models.vae import sample as reparameterise
+from magajax.training import checkpoint
 
 TERMS = ("bce", "kl", "latent", "total")
 LAW_IMAGES = 256  # held-out images the group laws are checked on
@@ -57,12 +59,12 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[api
 
     A workdir without a run or without checkpoints raises FileNotFoundError saying how to train one.
     """
-    config, params = checkpoint.load(workdir, step)
+    config, variables = checkpoint.load(workdir, step)
     if step is None:
         ckpt = checkpoint.Checkpoints(workdir)
         step = ckpt.steps()[-1]
         ckpt.close()
-    return api.Model(config, params), step
+    return api.Model(config, variables), step
 
 
 def on_device(images: np.ndarray, rows: np.ndarray) -> tuple[jax.Array, Callable[[np.ndarray], np.ndarray]]:
@@ -78,15 +80,15 @@ def on_device(images: np.ndarray, rows: np.ndarray) -> tuple[jax.Array, Callable
 
 
 def _reconstruct(
-    module: Any, params: Any, x: jax.Array, x_pivot: jax.Array, key: jax.Array | None
+    module: Any, variables: Any, x: jax.Array, x_pivot: jax.Array, key: jax.Array | None
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Logits of x decoded by the model (MAGANet from x_pivot, the VAE from x) and the code terms."""
-    apply = lambda *a, method: module.apply(params, *a, method=method)  # noqa: E731
-    mean_v, logvar_v = apply(x, method="encode")
+    apply = lambda *a, method: module.apply(variables, *a, method=method)  # noqa: E731
+    mean_v, logvar_v = apply(x, method="posterior")
     if module.config.kind == "vae":
         z = mean_v if key is None else reparameterise(mean_v, logvar_v, key)
         return apply(z, method="decode_logits"), {"z": z, "kl": losses.kl(mean_v, logvar_v)}
-    mean_p, logvar_p = apply(x_pivot, method="encode")
+    mean_p, logvar_p = apply(x_pivot, method="posterior")
     if key is None:
         z = mean_v - mean_p
     else:
@@ -94,7 +96,7 @@ def _reconstruct(
         z = reparameterise(mean_v, logvar_v, key_v) - reparameterise(
             jnp.broadcast_to(mean_p, mean_v.shape), jnp.broadcast_to(logvar_p, mean_v.shape), key_p)
     logits = apply(z, x_pivot, method="decode_logits")
-    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="encode")
+    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="posterior")
     terms = {
         "z": z,
         "kl": losses.kl(*losses.code_distribution(mean_v, logvar_v, mean_p, logvar_p)),
@@ -105,13 +107,13 @@ def _reconstruct(
 
 @functools.lru_cache(maxsize=None)
 def _terms_step(config: ModelConfig, beta_kl: float, beta_lat: float, sampled: bool) -> Callable[..., dict]:
-    """Jitted `(params, packed, rows, pivot_row, key) -> per-image terms` of one batch of rows."""
-    module = api.module(config)
+    """Jitted `(variables, packed, rows, pivot_row, key) -> per-image terms` of one batch of rows."""
+    module = build(config)
 
-    def step(params: Any, packed: jax.Array, rows: jax.Array, pivot_row: jax.Array, key: jax.Array) -> dict:
+    def step(variables: Any, packed: jax.Array, rows: jax.Array, pivot_row: jax.Array, key: jax.Array) -> dict:
         x = unpack_images(packed[rows], config.image_size)
         x_pivot = unpack_images(packed[pivot_row][None], config.image_size)
-        logits, terms = _reconstruct(module, params, x, x_pivot, key if sampled else None)
+        logits, terms = _reconstruct(module, variables, x, x_pivot, key if sampled else None)
         terms["bce"] = losses.recon(logits, x)
         if config.kind == "vae":
             terms["total"] = losses.vae_total(terms["bce"], terms["kl"], beta_kl)
@@ -178,7 +180,7 @@ def image_terms(
     step = _terms_step(c.model, c.train.beta_kl, c.train.beta_lat, sample)
     key = jax.random.PRNGKey(SEEDS["sample"])
     pivot = np.int32(pivot_row)
-    out = _batched(lambda r, i: step(model.params, packed, r, pivot, jax.random.fold_in(key, i)),
+    out = _batched(lambda r, i: step(model.variables, packed, r, pivot, jax.random.fold_in(key, i)),
                    np.asarray(rows), batch_size, progress, desc)
     if not out:  # no rows: empty arrays of the right shapes
         names = ("bce", "kl", "total") + (() if model.is_vae else ("latent",))
@@ -200,11 +202,11 @@ def summary(terms: dict[str, np.ndarray]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _law_step(config: ModelConfig) -> Callable[..., dict]:
-    """Jitted `(params, u, z1, z2) -> per-image max and mean |error|` of the three group laws."""
-    module = api.module(config)
+    """Jitted `(variables, u, z1, z2) -> per-image max and mean |error|` of the three group laws."""
+    module = build(config)
 
-    def step(params: Any, u: jax.Array, z1: jax.Array, z2: jax.Array) -> dict:
-        act = lambda z, v: module.apply(params, z, v, method="act")  # noqa: E731
+    def step(variables: Any, u: jax.Array, z1: jax.Array, z2: jax.Array) -> dict:
+        act = lambda z, v: module.apply(variables, z, v, method="act")  # noqa: E731
         moved = act(z1, u)
         errors = {
             "identity": act(jnp.zeros_like(z1), u) - u,
@@ -245,7 +247,7 @@ def group_law_errors(
     scale = np.broadcast_to(np.asarray(code_scale, np.float32), (d,))
     z = np.random.default_rng(seed).standard_normal((2, len(u), d)).astype(np.float32) * scale
     step = _law_step(model.config.model)
-    per_image = _batched(lambda r, i: step(model.params, u[r], z[0][r], z[1][r]),
+    per_image = _batched(lambda r, i: step(model.variables, u[r], z[0][r], z[1][r]),
                          np.arange(len(u)), batch_size, False, "group laws")
     out: dict[str, Any] = {"images": len(u), "code_scale": float(scale.mean())}
     for law in ("identity", "inverse", "composition"):
@@ -302,16 +304,16 @@ def worst_images(values: np.ndarray, classes: np.ndarray, n: int = WORST) -> lis
 @functools.lru_cache(maxsize=None)
 def _diff_step(config_a: ModelConfig, config_b: ModelConfig) -> Callable[..., dict]:
     """Jitted per-image cross-entropy and KL between two models' decodes of one batch of rows."""
-    module_a, module_b = api.module(config_a), api.module(config_b)
+    module_a, module_b = build(config_a), build(config_b)
 
-    def step(params_a: Any, params_b: Any, packed: jax.Array, rows: jax.Array, pivots: jax.Array) -> dict:
-        def logits(module: Any, params: Any, config: ModelConfig, pivot_row: jax.Array) -> jax.Array:
+    def step(variables_a: Any, variables_b: Any, packed: jax.Array, rows: jax.Array, pivots: jax.Array) -> dict:
+        def logits(module: Any, variables: Any, config: ModelConfig, pivot_row: jax.Array) -> jax.Array:
             x = unpack_images(packed[rows], config.image_size)
             x_pivot = unpack_images(packed[pivot_row][None], config.image_size)
-            return _reconstruct(module, params, x, x_pivot, None)[0]
+            return _reconstruct(module, variables, x, x_pivot, None)[0]
 
-        la = logits(module_a, params_a, config_a, pivots[0])
-        lb = logits(module_b, params_b, config_b, pivots[1])
+        la = logits(module_a, variables_a, config_a, pivots[0])
+        lb = logits(module_b, variables_b, config_b, pivots[1])
         pb = jax.nn.sigmoid(lb)
         ls = jax.nn.log_sigmoid
         kl = pb * (ls(lb) - ls(la)) + (1.0 - pb) * (ls(-lb) - ls(-la))
@@ -358,7 +360,7 @@ def to_diff(
     packed, local = on_device(data.images, np.concatenate([rows, pivots]))
     step = _diff_step(model_a.config.model, model_b.config.model)
     local_pivots = local(pivots)
-    out = _batched(lambda r, i: step(model_a.params, model_b.params, packed, r, local_pivots),
+    out = _batched(lambda r, i: step(model_a.variables, model_b.variables, packed, r, local_pivots),
                    local(rows), batch_size, progress, "to-Diff")
     n = len(out["rows"]) if out else 0
     result: dict[str, Any] = {"count": n}

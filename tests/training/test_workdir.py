@@ -3,7 +3,7 @@
 import pytest
 
 from magajax import config as cfg
-from magajax import workdir as wd
+from magajax.training import workdir as wd
 
 
 def test_prepare_writes_and_accepts_the_same_config(tmp_path):

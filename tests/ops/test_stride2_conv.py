@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magajax.models.stride2_conv import Stride2Conv, output_side, stride2_conv
-from tests.conv_check import assert_same_conv, normal
+from magajax.ops.stride2_conv import Stride2Conv, output_side, stride2_conv
+from tests.ops.conv_check import assert_same_conv, normal
 
 
 def _lax(x, kernel, pad):

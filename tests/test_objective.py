@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from magajax import losses
+from magajax import objective as losses
 
 
 @pytest.fixture

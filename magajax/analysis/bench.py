@@ -27,13 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magajax import train as tr
 from magajax.config import Config
 from magajax.data import factors
 from magajax.data.pairs import gather_images
 from magajax.data.render import render_dsprites
 from magajax.data.sources import DSprites
 from magajax.data.splits import held_out_mask, make_split
+from magajax.models import build
+from magajax.training import step as tr
 
 TRAIN_IMAGES = 4096
 
@@ -85,12 +86,12 @@ def _timed(fn: Callable[[], Any], steps: int) -> list[float]:
 def _decoder(config: Config, model: Any) -> Callable[..., jax.Array]:
     """Jitted held-out decoding: images (B, H, W, 1) → images reconstructed from the pivot."""
     if config.model.kind == "vae":
-        return jax.jit(lambda params, x, x_pivot: model.apply(
-            params, model.apply(params, x, method="code"), method="decode"))
+        return jax.jit(lambda variables, x, x_pivot: model.apply(
+            variables, model.apply(variables, x, method="encode"), method="decode"))
 
-    def decode(params: Any, x: jax.Array, x_pivot: jax.Array) -> jax.Array:
-        z = model.apply(params, x, x_pivot, method="code")  # the pivot encoded once (batch 1)
-        return model.apply(params, z, x_pivot, method="decode")  # f(embed(x_pivot)) once
+    def decode(variables: Any, x: jax.Array, x_pivot: jax.Array) -> jax.Array:
+        z = model.apply(variables, x, x_pivot, method="encode")  # the pivot encoded once (batch 1)
+        return model.apply(variables, z, x_pivot, method="decode")  # f(embed(x_pivot)) once
     return jax.jit(decode)
 
 
@@ -124,7 +125,7 @@ def bench(
                       pivot_row=np.int32(split.pivot_row)),
         mesh,
     )
-    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
+    model, tx = build(config.model), tr.create_optimizer(config.train)
     init_key, step_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
     state = tr.replicate(jax.device_get(tr.init_state(config, model, tx, device_data, init_key)), mesh)
     step_key = tr.replicate(step_key, mesh)
@@ -151,8 +152,8 @@ def bench(
     x_pivot = gather_images(device_data.images, tr.replicate(np.int32([split.pivot_row]), mesh),
                             config.model.image_size)
     decode = _decoder(config, model)
-    jax.block_until_ready(decode(state.params, x, x_pivot))
-    eval_s = statistics.median(_timed(lambda: decode(state.params, x, x_pivot), steps))
+    jax.block_until_ready(decode(state.variables, x, x_pivot))
+    eval_s = statistics.median(_timed(lambda: decode(state.variables, x, x_pivot), steps))
 
     ceiling = matmul_ceiling(ceiling_size)
     gflops = flops / step_s / 1e9

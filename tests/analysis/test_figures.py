@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from experiments import figures as entry
-from magajax import figures
+from magajax.analysis import figures
 from magajax.data import sources
 
 MAGANET_FIGURES = {"recon.png", "traversal.png", "traversal.gif", "latents.png", "identity.png",

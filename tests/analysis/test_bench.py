@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magajax import bench as bn
 from magajax import config as cfg
-from magajax import train as tr
+from magajax.analysis import bench as bn
 from magajax.data.splits import make_split
+from magajax.models import build
+from magajax.training import step as tr
 
 FIGURES = ["train_pairs_per_s", "eval_images_per_s", "compile_s", "peak_rss_mib", "flops_per_step",
            "gflops_per_s", "ceiling_gflops_per_s", "ceiling_fraction"]
@@ -33,13 +34,13 @@ def test_bfloat16_loss_is_close_to_float32(tiny_config, small_dsprites):
     config = cfg.override(tiny_config, {"pairs": "shuffle"})
     bf16 = cfg.override(config, {"dtype": "bfloat16"})
     data = _device_data(config, small_dsprites)
-    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
-    params = tr.init_state(config, model, tx, data, jax.random.PRNGKey(0)).params
+    model, tx = build(config.model), tr.create_optimizer(config.train)
+    params = tr.init_state(config, model, tx, data, jax.random.PRNGKey(0)).variables
     x_pivot, x_varying, perm = tr._pairs(config, data, jax.random.PRNGKey(1))
     extra = () if perm is None else (perm,)
     key = jax.random.PRNGKey(2)
     loss32, _ = tr.maganet_loss(model, params, x_pivot, x_varying, key, config, *extra)
-    loss16, _ = tr.maganet_loss(tr.create_model(bf16.model), params, x_pivot, x_varying, key, bf16, *extra)
+    loss16, _ = tr.maganet_loss(build(bf16.model), params, x_pivot, x_varying, key, bf16, *extra)
     assert loss16.dtype == jnp.float32
     assert jax.tree.leaves(jax.tree.map(lambda p: p.dtype, params)) == [jnp.float32] * len(jax.tree.leaves(params))
     np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
@@ -52,7 +53,7 @@ def test_train_step_is_traced_once(tiny_config, small_dsprites, monkeypatch):
     loss = tr.maganet_loss
     monkeypatch.setattr(tr, "maganet_loss", lambda *a, **k: (traces.append(1), loss(*a, **k))[1])
     data = _device_data(tiny_config, small_dsprites)
-    model, tx = tr.create_model(tiny_config.model), tr.create_optimizer(tiny_config.train)
+    model, tx = build(tiny_config.model), tr.create_optimizer(tiny_config.train)
     mesh = tr.make_mesh()
     state = tr.init_state(tiny_config, model, tx, data, jax.random.PRNGKey(0))
     state = tr.replicate(jax.device_get(state), mesh)  # as `run.train` does: the step's output sharding

@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from experiments import reproduce as rp
+from experiments import reproduce as entry
+from magajax.analysis import reproduce as rp
 from magajax.data.splits import make_split
-from tests.conftest import tiny
+from tests.helpers import tiny_config
 
 
 def tiny_budget() -> rp.Budget:
@@ -19,7 +20,7 @@ def tiny_budget() -> rp.Budget:
     its own step, and this keeps the test to one.
     """
     return rp.Budget(
-        "tiny", {"maganet": tiny()}, steps=2,
+        "tiny", {"maganet": tiny_config()}, steps=2,
         columns=(("to-Element", "element"), ("to-Range", "range-blog")), diff_pair=("element", "range-blog"),
         train_subset=40, eval_batch=16,
     )
@@ -94,5 +95,5 @@ def test_budgets():
     assert element.preset == "blog" and element.train.steps == math.ceil(100 * 731_472 / 64)
     assert full.heldout_subset is None and quick.heldout_subset == 2048
     with pytest.raises(SystemExit):
-        rp.main(["--budget=huge"])
+        entry.main(["--budget=huge"])
     assert np.isclose(rp.BLOG["maganet"]["to-Range"], 38.62)

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from magajax import config as cfg
-from magajax import run, train as tr
-from magajax import workdir as wd
 from magajax.config import DEFAULT_PIVOT
 from magajax.data import factors
 from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
+from magajax.models import build
+from magajax.training import loop as run
+from magajax.training import step as tr
+from magajax.training import workdir as wd
 
 
 def _setup(config, data, mesh=None):
@@ -20,7 +22,7 @@ def _setup(config, data, mesh=None):
         tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32), pivot_row=np.int32(split.pivot_row)),
         mesh,
     )
-    model, tx = tr.create_model(config.model), tr.create_optimizer(config.train)
+    model, tx = build(config.model), tr.create_optimizer(config.train)
     state = tr.init_state(config, model, tx, device_data, jax.random.PRNGKey(config.train.seed))
     state = tr.replicate(jax.device_get(state), mesh)
     return state, tr.make_train_step(config, model, tx, device_data, mesh)
@@ -31,13 +33,13 @@ def _setup(config, data, mesh=None):
 def test_one_step_is_finite(kind, pairs, tiny_config, small_dsprites):
     config = cfg.override(tiny_config, {"kind": kind, "pairs": pairs})
     state, step = _setup(config, small_dsprites)
-    before = jax.device_get(state.params)
+    before = jax.device_get(state.variables)
     state, metrics = step(state, jax.random.PRNGKey(1))
     metrics = jax.device_get(metrics)
     assert int(state.step) == 1 and metrics["finite"] == 1.0
     for name in ["loss", "recon", "kl", "grad_norm", "param_norm"] + (["latent"] if kind == "maganet" else []):
         assert np.isfinite(metrics[name]) and metrics[name] > 0, (name, metrics[name])
-    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), state.params, before)
+    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), state.variables, before)
     assert max(jax.tree.leaves(moved)) > 0, "the step must update the parameters"
 
 
@@ -45,14 +47,14 @@ def test_pivot_pairs_match_the_general_loss(tiny_config, small_dsprites):
     """The pivot fast path (one encoding and one flow pass of the pivot) equals the per-pair loss."""
     config = cfg.override(tiny_config, {"pairs": "pivot"})
     state, _ = _setup(config, small_dsprites)
-    model = tr.create_model(config.model)
+    model = build(config.model)
     x = jax.numpy.asarray(small_dsprites.unpacked(slice(0, 8))[..., None], jax.numpy.float32)
     x = x[:, ::4, ::4]
     x_pivot = jax.numpy.broadcast_to(x[:1], x.shape)
     key = jax.random.PRNGKey(3)
-    fast, m_fast = tr.maganet_loss(model, state.params, x_pivot, x, key, config)
+    fast, m_fast = tr.maganet_loss(model, state.variables, x_pivot, x, key, config)
     general = cfg.override(config, {"pairs": "shuffle"})
-    slow, m_slow = tr.maganet_loss(model, state.params, x_pivot, x, key, general)
+    slow, m_slow = tr.maganet_loss(model, state.variables, x_pivot, x, key, general)
     np.testing.assert_allclose(m_fast["recon"], m_slow["recon"], rtol=1e-5)
     np.testing.assert_allclose(m_fast["kl"], m_slow["kl"], rtol=1e-5)
 
@@ -61,12 +63,12 @@ def test_shuffle_pairs_encode_once_and_match_the_general_loss(tiny_config, small
     """The shuffle fast path (pivot codes permuted from the varying ones) equals encoding both."""
     config = cfg.override(tiny_config, {"pairs": "shuffle"})
     state, _ = _setup(config, small_dsprites)
-    model = tr.create_model(config.model)
+    model = build(config.model)
     x = jax.numpy.asarray(small_dsprites.unpacked(slice(0, 8))[..., None], jax.numpy.float32)[:, ::4, ::4]
     perm = jax.random.permutation(jax.random.PRNGKey(4), 8)
     key = jax.random.PRNGKey(3)
-    fast, m_fast = tr.maganet_loss(model, state.params, x[perm], x, key, config, perm)
-    slow, m_slow = tr.maganet_loss(model, state.params, x[perm], x, key, config)
+    fast, m_fast = tr.maganet_loss(model, state.variables, x[perm], x, key, config, perm)
+    slow, m_slow = tr.maganet_loss(model, state.variables, x[perm], x, key, config)
     for name in ["recon", "kl", "latent"]:
         np.testing.assert_allclose(m_fast[name], m_slow[name], rtol=1e-5)
     np.testing.assert_allclose(fast, slow, rtol=1e-5)
@@ -97,7 +99,7 @@ def test_resume_gives_identical_parameters(tmp_path, tiny_config, small_dsprites
     run.train(cfg.override(tiny_config, {"train.steps": 2}), tmp_path / "b", data=small_dsprites, progress=False)
     resumed = run.train(cfg.override(tiny_config, {"train.steps": 4}), tmp_path / "b", data=small_dsprites,
                         progress=False)
-    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), straight.params, resumed.params)
+    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), straight.variables, resumed.variables)
     assert all(jax.tree.leaves(same)), "2N steps straight and N + resume to 2N must give the same parameters"
     assert [r["step"] for r in wd.read_metrics(tmp_path / "b")] == [2, 4]
     assert (tmp_path / "b" / "figures" / "loss.png").stat().st_size > 0

@@ -1,8 +1,6 @@
 """The public API: Model, load, and module-level encode / decode / act."""
 
 import re
-import sys
-import types
 
 import jax
 import jax.monitoring
@@ -10,11 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import magajax
-from magajax import model as api
+from magajax import api
 from magajax.config import Config, ModelConfig
 from magajax.models.vae import VAE
-from tests.models.helpers import binary_images, key, random_params, tiny
+from tests.helpers import binary_images, key, random_params, tiny_maganet
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +21,7 @@ def no_current_model(monkeypatch):
 
 @pytest.fixture(scope="module")
 def model() -> api.Model:
-    config, variables = tiny()
+    config, variables = tiny_maganet()
     return api.Model(Config(model=config), variables)
 
 
@@ -136,7 +133,7 @@ def test_bad_inputs(model, call, message):
 
 
 def test_no_model_loaded():
-    message = "no model loaded: call magajax.load(workdir) or Model(config, params).activate() first"
+    message = "no model loaded: call magajax.load(workdir) or Model(config, variables).activate() first"
     calls = (lambda: api.encode(PIVOT, PIVOT), lambda: api.decode(np.zeros(10), PIVOT), lambda: api.act(np.zeros(10), PIVOT))
     for call in calls:
         with pytest.raises(ValueError, match=re.escape(message)):
@@ -154,12 +151,9 @@ def test_load_uses_the_checkpoint_and_activates(model, monkeypatch, tmp_path):
 
     def load(workdir):
         seen.append(workdir)
-        return model.config, model.params
+        return model.config, model.variables
 
-    fake = types.ModuleType("magajax.checkpoint")
-    fake.load = load
-    monkeypatch.setitem(sys.modules, "magajax.checkpoint", fake)
-    monkeypatch.setattr(magajax, "checkpoint", fake, raising=False)
+    monkeypatch.setattr("magajax.training.checkpoint.load", load)
     loaded = api.load(str(tmp_path))
     assert seen == [str(tmp_path)] and api.current() is loaded and loaded.config == model.config
     x_v, x_p = binary_images(1, 2, 16), binary_images(2, 1, 16)
@@ -170,7 +164,7 @@ def test_repeated_calls_do_not_retrace(model):
     traces = []
     listener = lambda event, duration, **kw: traces.append(event) if event.endswith("jaxpr_trace_duration") else None
     x_v, x_p, z = binary_images(1, 5, 16), binary_images(2, 1, 16), codes(5)
-    twin = api.Model(model.config, model.params["params"])  # same config: shares the compiled code
+    twin = api.Model(model.config, model.variables["params"])  # same config: shares the compiled code
     calls = [
         lambda i: model.encode(x_v * (i % 2), x_p),
         lambda i: model.decode(z + i, x_p[0, ..., 0] > 0.5),
@@ -191,8 +185,8 @@ def test_repeated_calls_do_not_retrace(model):
 
 def test_vae(vae):
     x, z = binary_images(3, 3, 16), codes(3)
-    variables = vae.params
-    mean, _ = VAE(vae.config.model).apply(variables, x, method="encode")
+    variables = vae.variables
+    mean, _ = VAE(vae.config.model).apply(variables, x, method="posterior")
     np.testing.assert_allclose(vae.encode(x), mean, atol=1e-6)
     assert not np.allclose(vae.encode(x, sample_key=key(2)), mean)
     images = api.decode(z, model=vae)

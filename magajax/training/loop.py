@@ -15,11 +15,14 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from magajax import figures, train as tr, workdir as wd
-from magajax.checkpoint import Checkpoints
+from magajax.analysis import figures
 from magajax.config import Config
 from magajax.data.sources import DSprites, load_dsprites
 from magajax.data.splits import make_split
+from magajax.models import build
+from magajax.training import step as tr
+from magajax.training import workdir as wd
+from magajax.training.checkpoint import Checkpoints
 
 
 def _check_finite(records: list[dict[str, Any]], ckpt: Checkpoints) -> None:
@@ -60,7 +63,7 @@ def train(
     if data is None:
         data = load_dsprites(config.data.source)
     split = make_split(config.data.split, data.classes, config.data.pivot)
-    model = tr.create_model(config.model)
+    model = build(config.model)
     root = wd.prepare(workdir, config, overwrite=overwrite)
     lead = jax.process_index() == 0
 

@@ -395,10 +395,10 @@ def draw_all(
     Returns:
       The paths written.
     """
-    from magajax import workdir as wd
+    from magajax.analysis.evaluate import load_model
     from magajax.data.sources import load_dsprites
     from magajax.data.splits import make_split
-    from magajax.evaluate import load_model
+    from magajax.training import workdir as wd
 
     model, step = load_model(workdir)
     config = model.config

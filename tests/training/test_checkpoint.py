@@ -7,9 +7,9 @@ import optax
 import pytest
 
 from magajax import config as cfg
-from magajax import workdir as wd
-from magajax.checkpoint import Checkpoints, load
-from magajax.train import TrainState
+from magajax.training import workdir as wd
+from magajax.training.checkpoint import Checkpoints, load
+from magajax.training.step import TrainState
 
 
 def _state(seed: float) -> TrainState:
@@ -18,7 +18,7 @@ def _state(seed: float) -> TrainState:
     opt_state = tx.init(params)
     grads = jax.tree.map(jnp.ones_like, params)
     _, opt_state = tx.update(grads, opt_state, params)
-    return TrainState(step=jnp.asarray(int(seed), jnp.int32), params=params, opt_state=opt_state)
+    return TrainState(step=jnp.asarray(int(seed), jnp.int32), variables=params, opt_state=opt_state)
 
 
 def _equal(a, b) -> bool:
@@ -71,4 +71,4 @@ def test_load_returns_config_and_params(tmp_path):
     ckpt.save(7, _state(7))
     ckpt.close()
     config, params = load(tmp_path)
-    assert config == c and _equal(params, _state(7).params)
+    assert config == c and _equal(params, _state(7).variables)

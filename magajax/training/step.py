@@ -3,7 +3,7 @@
 `train_step(state, key) -> (state, metrics)` draws its pairs from the images already on
 the device with the step key fold_in(key, state.step), so a resumed run draws exactly the
 numbers of an uninterrupted one and the host never moves an image inside the loop. The
-batch is sharded over a 1-D device mesh ('data'); params and optimiser state are
+batch is sharded over a 1-D device mesh ('data'); variables and optimiser state are
 replicated. A step whose loss or gradients are not finite leaves the state unchanged and
 reports it in its metrics, so the last good state (and checkpoint) survives.
 """
@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from magajax import losses
+from magajax import objective as losses
 from magajax.config import Config, TrainConfig
 from magajax.data.pairs import pair_rows, sample_pairs, unpack_images
-from magajax.model import module as create_model  # noqa: F401  (re-exported: tr.create_model)
 from magajax.models.maganet import MAGANet
 from magajax.models.vae import VAE
 
@@ -34,7 +34,7 @@ class TrainState(struct.PyTreeNode):
     """What a checkpoint holds: the step, the parameters and the optimiser state."""
 
     step: jax.Array
-    params: Any
+    variables: Any
     opt_state: Any
 
 
@@ -79,7 +79,7 @@ def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array,
 
 
 def maganet_loss(
-    model: MAGANet, params: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array,
+    model: MAGANet, variables: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array,
     config: Config, pivot_index: jax.Array | None = None,
 ) -> tuple[jax.Array, Metrics]:
     """Mean over the batch of recon + β_KL·kl + β_lat·latent (DESIGN §4).
@@ -89,15 +89,15 @@ def maganet_loss(
     batch; with `pivot_index` (x_pivot = x_varying[pivot_index], 'shuffle' pairs) the pivots'
     encodings are the varying images' ones, permuted.
     """
-    apply = lambda *a, method: model.apply(params, *a, method=method)  # noqa: E731
+    apply = lambda *a, method: model.apply(variables, *a, method=method)  # noqa: E731
     if config.data.pairs == "pivot":
         x_pivot = x_pivot[:1]
     if pivot_index is not None:
-        mean_v, logvar_v = apply(x_varying, method="encode")
+        mean_v, logvar_v = apply(x_varying, method="posterior")
         mean_p, logvar_p = mean_v[pivot_index], logvar_v[pivot_index]
     else:
         n_pivot = x_pivot.shape[0]
-        mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="encode")
+        mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="posterior")
         mean_p, logvar_p, mean_v, logvar_v = mean[:n_pivot], logvar[:n_pivot], mean[n_pivot:], logvar[n_pivot:]
     k_p, k_v = jax.random.split(key)
     noise_p = jax.random.normal(k_p, mean_v.shape)
@@ -105,7 +105,7 @@ def maganet_loss(
     z = (mean_v + jnp.exp(0.5 * logvar_v) * noise_v) - (mean_p + jnp.exp(0.5 * logvar_p) * noise_p)
     y_pivot = apply(apply(x_pivot, method="embed"), method="to_flow")
     logits = apply(y_pivot + apply(z, method="shift"), method="from_flow")
-    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="encode")
+    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="posterior")
     recon = losses.recon(logits, x_varying)
     kl = losses.kl(*losses.code_distribution(mean_v, logvar_v, mean_p, logvar_p))
     latent = losses.latent(mean_hat - mean_p, z)
@@ -115,11 +115,11 @@ def maganet_loss(
 
 
 def vae_loss(
-    model: VAE, params: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array, config: Config,
+    model: VAE, variables: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array, config: Config,
 ) -> tuple[jax.Array, Metrics]:
     """Mean over the batch of recon + β·kl (β = train.beta_kl); the VAE reconstructs x_varying."""
     del x_pivot
-    logits, mean, logvar = model.apply(params, x_varying, key)
+    logits, mean, logvar = model.apply(variables, x_varying, key)
     recon = losses.recon(logits, x_varying)
     kl = losses.kl(mean, logvar)
     total = losses.vae_total(recon, kl, config.train.beta_kl)
@@ -134,10 +134,10 @@ def init_state(
     x_pivot, x_varying, _ = _pairs(config, data, pair_key)
     init = jax.jit(model.init)
     if config.model.kind == "vae":
-        params = init(init_key, x_varying, sample_key)
+        variables = init(init_key, x_varying, sample_key)
     else:
-        params = init(init_key, x_pivot, x_varying)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        variables = init(init_key, x_pivot, x_varying)
+    return TrainState(step=jnp.zeros((), jnp.int32), variables=variables, opt_state=tx.init(variables))
 
 
 def make_step_fn(
@@ -160,18 +160,18 @@ def make_step_fn(
         x_varying = jax.lax.with_sharding_constraint(x_varying, batch_sharding)
         extra = () if perm is None or config.model.kind == "vae" else (perm,)
         grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
-        (loss, metrics), grads = grad_fn(model, state.params, x_pivot, x_varying, loss_key, config, *extra)
+        (loss, metrics), grads = grad_fn(model, state.variables, x_pivot, x_varying, loss_key, config, *extra)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        updates, opt_state = tx.update(grads, state.opt_state, state.variables)
+        variables = optax.apply_updates(state.variables, updates)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         new_state = TrainState(
             step=state.step + 1,
-            params=keep(params, state.params),
+            variables=keep(variables, state.variables),
             opt_state=keep(opt_state, state.opt_state),
         )
-        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=optax.global_norm(new_state.params),
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=optax.global_norm(new_state.variables),
                        finite=finite.astype(jnp.float32))
         return new_state, metrics
 

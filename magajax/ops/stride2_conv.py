@@ -6,7 +6,7 @@ Writing u = 2·a + r and v = 2·c + s (a, c < k/2; r, s ∈ {0, 1}), xp[2i + u, 
 of the 2×2 block (i + a, j + c) of xp. xp is cut to the 2·(H_out + k/2 − 1) rows (and likewise
 columns) that outputs read, which drops at most one final row; with xs = space-to-depth(xp) of
 shape (B, H_out + k/2 − 1, W_out + k/2 − 1, 4·c_in), channels ordered (r, s, c_in), the sum is a
-stride-1 (k/2)×(k/2) VALID conv of xs, computed like `magajax.flows.conv3x3`, by the smaller side:
+stride-1 (k/2)×(k/2) VALID conv of xs, computed like `magajax.ops.conv3x3`, by the smaller side:
 
 - 4·c_in ≤ c_out (im2col): the (k/2)² shifted copies of xs stacked on channels, times K arranged
   as (k²·c_in, c_out);
@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from magajax.flows.conv3x3 import matmul
+from magajax.ops.matmul import matmul
 
 
 def output_side(side: int, kernel: int, pad: int) -> int:

@@ -1,10 +1,11 @@
-"""Shared helpers of the model tests: fast keys, NumPy-drawn parameters, parameter counts, tiny models."""
+"""Shared test helpers: tiny run configs, fast keys, NumPy-drawn parameters, parameter counts, tiny models."""
 
 import functools
 
 import jax
 import numpy as np
 
+from magajax import config as cfg
 from magajax.config import ModelConfig
 from magajax.models.maganet import MAGANet
 
@@ -53,7 +54,7 @@ def binary_images(seed: int, batch: int, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def tiny() -> tuple[ModelConfig, dict]:
+def tiny_maganet() -> tuple[ModelConfig, dict]:
     """A 16×16, 2-level, 2-step, hidden-16 MAGANet, initialised on binary images, then every
     parameter perturbed by N(0, 0.05²) so no test can pass on the identity-like init."""
     config = ModelConfig(image_size=16, levels=2, steps=2, hidden=16)
@@ -62,3 +63,12 @@ def tiny() -> tuple[ModelConfig, dict]:
     noise = np.random.default_rng(2)
     leaves = [leaf + 0.05 * noise.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
     return config, jax.tree.unflatten(tree, leaves)
+
+
+def tiny_config() -> cfg.Config:
+    """16×16 images, one flow level of one step, hidden 8, batch 8: a step takes milliseconds."""
+    return cfg.override(
+        cfg.preset("quick"),
+        {"image_size": 16, "levels": 1, "model.steps": 1, "hidden": 8, "batch_size": 8,
+         "train.steps": 4, "log_every": 2, "checkpoint_every": 2, "split": "element"},
+    )

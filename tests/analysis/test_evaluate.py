@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from experiments import evaluate as entry
-from magajax import evaluate as ev
-from magajax import workdir as wd
+from magajax.analysis import evaluate as ev
 from magajax.data import factors
 from magajax.data.splits import make_split
-from tests.conftest import tiny
+from magajax.training import workdir as wd
+from tests.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +82,10 @@ def test_group_law_errors_measure_a_broken_action(monkeypatch):
             assert method == "act"
             return u + jax.numpy.sum(z**2, axis=1)[:, None, None, None]
 
-    config = dataclasses.replace(tiny().model, latent_dim=3)
-    monkeypatch.setattr(ev.api, "module", lambda c: Squares())
+    config = dataclasses.replace(tiny_config().model, latent_dim=3)
+    monkeypatch.setattr(ev, "build", lambda c: Squares())
     ev._law_step.cache_clear()
-    model = types.SimpleNamespace(is_vae=False, params={}, config=types.SimpleNamespace(model=config))
+    model = types.SimpleNamespace(is_vae=False, variables={}, config=types.SimpleNamespace(model=config))
     u = np.random.default_rng(0).normal(size=(5, 16, 16, 1)).astype(np.float32)
     scale = np.array([0.5, 1.0, 2.0], np.float32)
     laws = ev.group_law_errors(model, u, scale, seed=7, batch_size=2)
@@ -155,7 +155,7 @@ def test_vae_reconstructs_the_heldout_images(tiny_runs, small_dsprites):
 
 def test_to_diff_is_zero_for_a_model_against_itself(tiny_runs, small_dsprites):
     model, _ = ev.load_model(tiny_runs["maganet"])
-    shifted = ev.api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.params))
+    shifted = ev.api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.variables))
     rows = make_split("range-blog", small_dsprites.classes).test[:50]
     same = ev.to_diff(model, model, small_dsprites, rows, batch_size=16)
     apart = ev.to_diff(model, shifted, small_dsprites, rows, batch_size=16)
@@ -168,7 +168,7 @@ def test_to_diff_is_zero_for_a_model_against_itself(tiny_runs, small_dsprites):
 def test_a_workdir_without_checkpoints_is_one_clear_error(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="not a magajax run"):
         ev.evaluate(tmp_path / "nothing", data="render")
-    wd.prepare(tmp_path / "untrained", tiny())
+    wd.prepare(tmp_path / "untrained", tiny_config())
     with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*untrained.*experiments\.train"):
         ev.evaluate(tmp_path / "untrained", data="render")
     assert entry.main([f"--workdir={tmp_path / 'untrained'}"]) == 2

@@ -14,8 +14,8 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
-from magajax import workdir as wd
 from magajax.config import Config
+from magajax.training import workdir as wd
 
 
 class Checkpoints:
@@ -78,7 +78,7 @@ class Checkpoints:
 
 
 def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Any]:
-    """The run's Config and the params of its latest (or given) checkpoint."""
+    """The run's Config and the model variables of its latest (or given) checkpoint."""
     config = wd.read_config(workdir)
     ckpt = Checkpoints(workdir)
     try:
@@ -98,4 +98,4 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, A
             ) from e
     finally:
         ckpt.close()
-    return config, restored["params"]
+    return config, restored["variables"]
