@@ -1,9 +1,9 @@
 """Keep freed host memory for reuse, so an XLA:CPU step does not page-fault its temporaries.
 
-XLA:CPU allocates a step's temporaries with malloc (1.2 GB for the default train step at batch 64)
-and frees them when the step ends. glibc serves every block over 32 MiB from fresh mmap'd pages
-and unmaps it on free, so each step faults all of it in again: 320k page faults and 1.2 s of kernel
-time per 2.4 s step on a 2-core CPU. `reuse_freed_memory` sets three glibc malloc options:
+XLA:CPU allocates a step's temporaries with malloc (over a GB for the default train step at
+batch 64) and frees them when the step ends. glibc serves every block over 32 MiB from fresh mmap'd
+pages and unmaps it on free, so each step faults all of it in again, in kernel time
+(docs/performance.md has the measurements). `reuse_freed_memory` sets three glibc malloc options:
 
   M_MMAP_MAX = 0         every block comes from a heap, never from its own mmap;
   M_TRIM_THRESHOLD = −1  freed heap memory is kept, never returned to the system;

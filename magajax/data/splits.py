@@ -1,7 +1,7 @@
 """Train/test splits of dSprites: named splits and a small expression language.
 
 A split holds out (tests on) the images its expression selects and trains on the rest.
-Named splits (DESIGN §5), on factor classes:
+Named splits, on factor classes:
 
     element        shape=ellipse & 2<=scale<=5 & 14<=orientation<=25 & 21<=x<=31 & 21<=y<=31   5,808
     range          shape=square & x>=16                                                     122,880

@@ -60,8 +60,8 @@ class Coupling(nn.Module):
 
         net: Conv3×3(hidden) → ReLU → Conv1×1(hidden) → ReLU → zero-initialised Conv3×3. The 1×1
         conv is a Dense over the pixels flattened to 2-D (one matmul) and the 3×3 convs are
-        `Conv3x3` (shifted copies and one 2-D matmul): the same parameters as `nn.Conv`, and on
-        XLA:CPU a train step 2–3× faster than with `lax.conv` and 4-D products.
+        `Conv3x3` (shifted copies and one 2-D matmul): the same parameters as `nn.Conv`, and
+        faster on XLA:CPU than `lax.conv` and 4-D products (docs/performance.md).
         """
         if self.kind not in KINDS:
             raise ValueError(f"unknown coupling kind {self.kind!r}; use one of {KINDS}")

@@ -13,9 +13,8 @@ stride-1 (k/2)×(k/2) VALID conv of xs, computed like `magajax.ops.conv3x3`, by 
 - otherwise (col2im): xs times K arranged as (4·c_in, (k/2)²·c_out), then the (k/2)² shifted
   (B, H_out, W_out, c_out) slices of the product added.
 
-One 2-D matmul either way, so the gradients are 2-D matmuls too. On XLA:CPU (2-core AMD EPYC) the
-default encoder's four convs, forward and gradients at batch 128, take 105 ms this way against
-269 ms with `lax.conv` (2.6×), which transposes its operands for the weight gradient.
+One 2-D matmul either way, so the gradients are 2-D matmuls too; `lax.conv` on XLA:CPU transposes
+its operands for the weight gradient (docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
