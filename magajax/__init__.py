@@ -9,4 +9,4 @@
 from magajax.api import Model, act, decode, encode, load
 from magajax.config import Config, DataConfig, ModelConfig, TrainConfig, preset
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "preset", "Model", "act", "decode", "encode", "load"]
+__all__ = ["Config", "DataConfig", "Model", "ModelConfig", "TrainConfig", "act", "decode", "encode", "load", "preset"]

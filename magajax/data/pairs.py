@@ -14,7 +14,7 @@ unpacked per batch. Pair modes:
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp

@@ -120,4 +120,4 @@ def render_dsprites(indices: np.ndarray, packed: bool = False) -> np.ndarray:
         base = (classes[:, 0] * factors.SIZES[1] + classes[:, 1]) * factors.SIZES[2] + classes[:, 2]
         images = windows[base, n_pos - 1 - classes[:, 4], n_pos - 1 - classes[:, 3]]
         out[start : start + len(classes)] = np.packbits(images, axis=-1) if packed else images
-    return out.reshape(indices.shape + (IMAGE_SIZE, width))
+    return out.reshape((*indices.shape, IMAGE_SIZE, width))

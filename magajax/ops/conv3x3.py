@@ -16,7 +16,8 @@ matmuls too: faster on XLA:CPU than `lax.conv` and 4-D products where channels a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -19,7 +19,8 @@ its operands for the weight gradient (docs/performance.md has the measurements).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

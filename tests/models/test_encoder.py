@@ -62,7 +62,7 @@ def test_bfloat16_compute_returns_float32():
 
 
 def test_bad_padding_and_too_small_image():
-    with pytest.raises(ValueError, match="encoder_padding must be an int in 0..3 or 'VALID', got 'SAME'"):
+    with pytest.raises(ValueError, match=r"encoder_padding must be an int in 0\.\.3 or 'VALID', got 'SAME'"):
         conv_sides(64, "SAME")
     with pytest.raises(ValueError, match="image_size 4 is too small for the encoder"):
         conv_sides(4, 1)

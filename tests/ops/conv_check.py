@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ def assert_same_conv(ours: Conv, reference: Conv, x: jax.Array, kernel: jax.Arra
     want = jax.jit(reference)(x, kernel)
     np.testing.assert_allclose(jax.jit(ours)(x, kernel), want, rtol=1e-5, atol=1e-5)
     cot = normal(np.random.default_rng(1), want.shape)
-    grads = lambda conv: jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k) * cot), argnums=(0, 1)))(x, kernel)  # noqa: E731
+    grads = lambda conv: jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k) * cot), argnums=(0, 1)))(x, kernel)
     for got, expected in zip(grads(ours), grads(reference)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
     return want
