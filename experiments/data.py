@@ -12,13 +12,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from magajax.config import DEFAULT_PIVOT  # noqa: E402
-from magajax.data import factors  # noqa: E402
-from magajax.data.sources import load_dsprites  # noqa: E402
-from magajax.data.splits import make_split  # noqa: E402
+from magajax.config import DEFAULT_PIVOT
+from magajax.data import factors
+from magajax.data.sources import load_dsprites
+from magajax.data.splits import make_split
 
 SAMPLES = 8
 

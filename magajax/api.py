@@ -17,7 +17,8 @@ and `act` / `embed` raise.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -29,7 +30,7 @@ from magajax.models import build
 _current: Model | None = None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jitted(config: ModelConfig, method: str) -> Callable[..., Any]:
     """`jax.jit` of `build(config).apply(variables, *args, method=method)`, one per (config, method)."""
     return jax.jit(functools.partial(build(config).apply, method=method))

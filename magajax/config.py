@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 DEFAULT_PIVOT = 594095  # (heart, scale 2, orientation 20, x 5, y 15): the blog's pivot.
 
@@ -101,7 +102,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
         return cls(
             preset=d.get("preset", "blog"),
             data=DataConfig(**d.get("data", {})),

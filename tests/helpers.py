@@ -53,7 +53,7 @@ def binary_images(seed: int, batch: int, size: int) -> np.ndarray:
     return (np.random.default_rng(seed).random((batch, size, size, 1)) < 0.3).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_maganet() -> tuple[ModelConfig, dict]:
     """A 16×16, 2-level, 2-step, hidden-16 MAGANet, initialised on binary images, then every
     parameter perturbed by N(0, 0.05²) so no test can pass on the identity-like init."""

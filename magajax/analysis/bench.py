@@ -21,7 +21,8 @@ import json
 import resource
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,7 @@ def bench_data(config: Config, train_images: int = TRAIN_IMAGES, seed: int = 0) 
     rng = np.random.default_rng(seed)
     classes = factors.all_classes()
     held_out = held_out_mask(config.data.split, classes)
-    pick = lambda rows, n: rng.choice(rows, min(n, len(rows)), replace=False)  # noqa: E731
+    pick = lambda rows, n: rng.choice(rows, min(n, len(rows)), replace=False)
     index = np.unique(np.concatenate([
         [config.data.pivot],
         pick(np.flatnonzero(~held_out), train_images),

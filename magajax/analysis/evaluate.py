@@ -29,8 +29,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +84,7 @@ def _reconstruct(
     module: Any, variables: Any, x: jax.Array, x_pivot: jax.Array, key: jax.Array | None
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Logits of x decoded by the model (MAGANet from x_pivot, the VAE from x) and the code terms."""
-    apply = lambda *a, method: module.apply(variables, *a, method=method)  # noqa: E731
+    apply = lambda *a, method: module.apply(variables, *a, method=method)
     mean_v, logvar_v = apply(x, method="posterior")
     if module.config.kind == "vae":
         z = mean_v if key is None else reparameterise(mean_v, logvar_v, key)
@@ -105,7 +106,7 @@ def _reconstruct(
     return logits, terms
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _terms_step(config: ModelConfig, beta_kl: float, beta_lat: float, sampled: bool) -> Callable[..., dict]:
     """Jitted `(variables, packed, rows, pivot_row, key) -> per-image terms` of one batch of rows."""
     module = build(config)
@@ -200,13 +201,13 @@ def summary(terms: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _law_step(config: ModelConfig) -> Callable[..., dict]:
     """Jitted `(variables, u, z1, z2) -> per-image max and mean |error|` of the three group laws."""
     module = build(config)
 
     def step(variables: Any, u: jax.Array, z1: jax.Array, z2: jax.Array) -> dict:
-        act = lambda z, v: module.apply(variables, z, v, method="act")  # noqa: E731
+        act = lambda z, v: module.apply(variables, z, v, method="act")
         moved = act(z1, u)
         errors = {
             "identity": act(jnp.zeros_like(z1), u) - u,
@@ -301,7 +302,7 @@ def worst_images(values: np.ndarray, classes: np.ndarray, n: int = WORST) -> lis
             for i, t in zip(index, top)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _diff_step(config_a: ModelConfig, config_b: ModelConfig) -> Callable[..., dict]:
     """Jitted per-image cross-entropy and KL between two models' decodes of one batch of rows."""
     module_a, module_b = build(config_a), build(config_b)

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import animation  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
 
 CURVES = ("loss", "recon", "kl", "latent", "grad_norm")
 DPI = 100
@@ -352,7 +353,7 @@ def composition(
     z2 = call(model, "encode", b, a)
     u = call(model, "embed", x_pivot)
     first = call(model, "act", z1, u)
-    sig = lambda v: _plain(1.0 / (1.0 + np.exp(-np.asarray(v, np.float64))))  # noqa: E731
+    sig = lambda v: _plain(1.0 / (1.0 + np.exp(-np.asarray(v, np.float64))))
     two_step = sig(call(model, "act", z2, first))
     one_step = _plain(call(model, "decode", z1 + z2, x_pivot))
     via_image = _plain(call(model, "decode", z2, sig(first)[..., None]))
@@ -407,8 +408,8 @@ def draw_all(
     split = make_split(config.data.split, data.classes, config.data.pivot)
     out = Path(out) if out is not None else Path(workdir) / wd.FIGURES
     rng = np.random.default_rng(seed)
-    images = lambda rows: host_images(data, rows, config.model.image_size)  # noqa: E731
-    pick = lambda rows, n: np.sort(rng.choice(rows, min(n, len(rows)), replace=False))  # noqa: E731
+    images = lambda rows: host_images(data, rows, config.model.image_size)
+    pick = lambda rows, n: np.sort(rng.choice(rows, min(n, len(rows)), replace=False))
     heldout, train = images(pick(split.test, examples)), images(pick(split.train, examples))
     x_pivot = None if model.is_vae else images(np.array([split.pivot_row]))
     targets = (heldout if len(heldout) else train)[: max(1, examples // 2)]

@@ -182,7 +182,7 @@ def reproduce(budget: Budget, out: str | Path, data: Any = None, progress: bool 
             model_a, _ = load_model(out / f"{kind}-{_slug(first)}")
             model_b, _ = load_model(out / f"{kind}-{_slug(second)}")
             diffs[kind] = dict(to_diff(model_a, model_b, data, rows, batch_size=budget.eval_batch, progress=progress),
-                               relation=relation, both_held_out=int(len(np.intersect1d(a, b))))
+                               relation=relation, both_held_out=len(np.intersect1d(a, b)))
             save()
     save()
     return record

@@ -4,4 +4,4 @@ from magajax.data.render import render_dsprites
 from magajax.data.sources import DSprites, load_dsprites
 from magajax.data.splits import SPLITS, Split, make_split
 
-__all__ = ["render_dsprites", "DSprites", "load_dsprites", "SPLITS", "Split", "make_split"]
+__all__ = ["SPLITS", "DSprites", "Split", "load_dsprites", "make_split", "render_dsprites"]

@@ -10,7 +10,8 @@ reports it in its metrics, so the last good state (and checkpoint) survives.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -89,7 +90,7 @@ def maganet_loss(
     batch; with `pivot_index` (x_pivot = x_varying[pivot_index], 'shuffle' pairs) the pivots'
     encodings are the varying images' ones, permuted.
     """
-    apply = lambda *a, method: model.apply(variables, *a, method=method)  # noqa: E731
+    apply = lambda *a, method: model.apply(variables, *a, method=method)
     if config.data.pairs == "pivot":
         x_pivot = x_pivot[:1]
     if pivot_index is not None:
@@ -165,7 +166,7 @@ def make_step_fn(
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.variables)
         variables = optax.apply_updates(state.variables, updates)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         new_state = TrainState(
             step=state.step + 1,
             variables=keep(variables, state.variables),

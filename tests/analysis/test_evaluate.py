@@ -27,7 +27,7 @@ def maganet_result(tiny_runs, small_dsprites, tmp_path_factory):
 def _direct_bce(model, data, rows, pivot_row):
     """BCE per image through the public Model API, one image at a time in NumPy."""
     size = model.config.model.image_size
-    images = lambda r: data.unpacked(r).astype(np.float32).reshape(  # noqa: E731
+    images = lambda r: data.unpacked(r).astype(np.float32).reshape(
         len(r), size, 64 // size, size, 64 // size).mean(axis=(2, 4))[..., None]
     x, x_pivot = images(rows), images([pivot_row])
     logits = np.asarray(model.decode_logits(model.encode(x, x_pivot), x_pivot), np.float64)
