@@ -147,7 +147,7 @@ def load(workdir: str) -> Model:
         checkpoint,  # imported here: checkpointing pulls in orbax
     )
 
-    config, variables = checkpoint.load(workdir)
+    config, variables, _ = checkpoint.load(workdir)
     return Model(config, variables).activate()
 
 

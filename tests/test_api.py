@@ -151,7 +151,7 @@ def test_load_uses_the_checkpoint_and_activates(model, monkeypatch, tmp_path):
 
     def load(workdir):
         seen.append(workdir)
-        return model.config, model.variables
+        return model.config, model.variables, 7
 
     monkeypatch.setattr("magajax.training.checkpoint.load", load)
     loaded = api.load(str(tmp_path))

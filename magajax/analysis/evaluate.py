@@ -60,11 +60,7 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[api
 
     A workdir without a run or without checkpoints raises FileNotFoundError saying how to train one.
     """
-    config, variables = checkpoint.load(workdir, step)
-    if step is None:
-        ckpt = checkpoint.Checkpoints(workdir)
-        step = ckpt.steps()[-1]
-        ckpt.close()
+    config, variables, step = checkpoint.load(workdir, step)
     return api.Model(config, variables), step
 
 

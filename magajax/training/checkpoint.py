@@ -18,6 +18,10 @@ from magajax.config import Config
 from magajax.training import workdir as wd
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, unreadable, or not this run's structure."""
+
+
 class Checkpoints:
     """The orbax CheckpointManager of `workdir/checkpoints`.
 
@@ -58,7 +62,7 @@ class Checkpoints:
                 return state, s
             except Exception as e:  # orbax raises many types for damaged files
                 if step is not None:
-                    raise ValueError(f"checkpoint {self.directory / str(s)} cannot be restored: {e}") from e
+                    raise CheckpointError(f"checkpoint {self.directory / str(s)} cannot be restored: {e}") from e
                 aside = self._move_aside(s)
                 print(f"checkpoint at step {s} is unreadable ({type(e).__name__}); moved it to {aside} "
                       "and trying the previous one")
@@ -77,8 +81,8 @@ class Checkpoints:
         self.manager.close()
 
 
-def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Any]:
-    """The run's Config and the model variables of its latest (or given) checkpoint."""
+def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Any, int]:
+    """The run's Config, the model variables of its latest (or given) checkpoint, and that step."""
     config = wd.read_config(workdir)
     ckpt = Checkpoints(workdir)
     try:
@@ -92,10 +96,10 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, A
         try:
             restored = ckpt.manager.restore(latest, args=ocp.args.StandardRestore())
         except Exception as e:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {ckpt.directory / str(latest)} cannot be restored ({type(e).__name__}: {e}); "
                 f"pass an older step (saved: {steps}) or retrain"
             ) from e
     finally:
         ckpt.close()
-    return config, restored["variables"]
+    return config, restored["variables"], latest

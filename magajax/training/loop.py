@@ -25,6 +25,14 @@ from magajax.training import workdir as wd
 from magajax.training.checkpoint import Checkpoints
 
 
+class Interrupted(Exception):
+    """A run stopped by a signal after saving its state; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _check_finite(records: list[dict[str, Any]], ckpt: Checkpoints) -> None:
     """Raises FloatingPointError at the first step whose update was skipped as non-finite."""
     for r in records:

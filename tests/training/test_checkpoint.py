@@ -62,7 +62,7 @@ def test_corrupt_latest_falls_back_and_is_kept(tmp_path, capsys):
     ckpt.close()
 
 
-def test_load_returns_config_and_params(tmp_path):
+def test_load_returns_config_variables_and_step(tmp_path):
     c = cfg.preset("quick")
     wd.prepare(tmp_path, c)
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
@@ -70,5 +70,5 @@ def test_load_returns_config_and_params(tmp_path):
     ckpt = Checkpoints(tmp_path)
     ckpt.save(7, _state(7))
     ckpt.close()
-    config, params = load(tmp_path)
-    assert config == c and _equal(params, _state(7).variables)
+    config, variables, step = load(tmp_path)
+    assert config == c and step == 7 and _equal(variables, _state(7).variables)
