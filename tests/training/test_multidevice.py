@@ -1,7 +1,7 @@
 """Data parallel: the step sharded over 8 (simulated CPU) devices equals the single-device step.
 
 Runs in a subprocess because XLA_FLAGS must be set before jax is imported. Each step blocks
-on its loss (an unblocked all-reduce on 2 CPU cores can hang; DESIGN §2), under a timeout.
+on its loss (an unblocked all-reduce of 8 simulated devices on 2 CPU cores can hang), under a timeout.
 """
 
 import os
@@ -67,7 +67,8 @@ SCRIPT = textwrap.dedent(
     # Adam moves each coordinate by ~lr * g / |g|: where g is zero up to rounding (e.g. the mean
     # half of the encoder's output bias cancels in z = mu_v - mu_p) the sign of the rounding
     # decides, so parameters agree to within 2 * lr there and to float precision elsewhere.
-    gap = max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), sharded.variables, single.variables)))
+    diffs = jax.tree.map(lambda x, y: float(np.abs(x - y).max()), sharded.variables, single.variables)
+    gap = max(jax.tree.leaves(diffs))
     assert gap <= 2 * config.train.lr, f"parameters differ by {gap:.2e} after one step"
     try:
         tr.check_batch(12, tr.make_mesh())
