@@ -35,9 +35,9 @@ SOURCE_HELP = "where dSprites comes from: auto, tfds, render or file:PATH (the o
 SPLIT_HELP = ("a named split (element, range, extrapolation, element-blog, range-blog, none) or an expression, "
               "e.g. 'shape=ellipse & x>=16'")
 
-# A --data or --split option of an entry point without a config (default: the run's own).
-Source = Annotated[str | None, tyro.conf.arg(metavar="auto|tfds|render|file:PATH", help=SOURCE_HELP)]
-Split = Annotated[str | None, tyro.conf.arg(metavar="SPLIT", help=SPLIT_HELP)]
+# The --data and --split options of the entry points without a config: Annotated[str, SOURCE].
+SOURCE = tyro.conf.arg(metavar="auto|tfds|render|file:PATH", help=SOURCE_HELP)
+SPLIT = tyro.conf.arg(metavar="SPLIT", help=SPLIT_HELP)
 
 # Shorthand flag -> the config field it sets.
 SHORTHANDS = {
@@ -220,10 +220,13 @@ def parse(options: type[Options], argv: Sequence[str] | None, prog: str, descrip
     try:
         if getattr(parsed, "split", None) is not None:
             check_split(parsed.split)
+    except ValueError as e:
+        fail(str(e))
+    try:
         if getattr(parsed, "data", None) is not None:
             check_source(parsed.data)
     except ValueError as e:
-        fail(str(e))
+        fail(f"--data: {e}")
     return parsed
 
 

@@ -26,9 +26,9 @@ class Options:
     """Flags of an evaluation."""
 
     workdir: Annotated[str, tyro.conf.arg(metavar="PATH", help="the run's folder")]
-    split: Annotated[_cli.Split, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    split: Annotated[str | None, _cli.SPLIT, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
     sample: Annotated[bool, tyro.conf.arg(help="sampled codes (fixed key) instead of the means")] = False
-    data: Annotated[_cli.Source, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
     batch_size: Annotated[int, tyro.conf.arg(help="images per evaluation batch")] = 256
     train_subset: Annotated[int, tyro.conf.arg(help="training images scored for the gap")] = 2048
     heldout_subset: Annotated[int | None, tyro.conf.arg(metavar="INT", help="score only this many held-out images",

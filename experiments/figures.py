@@ -25,7 +25,7 @@ class Options:
     """Flags of the figures."""
 
     workdir: Annotated[str, tyro.conf.arg(metavar="PATH", help="the run's folder")]
-    data: Annotated[_cli.Source, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
     out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="folder for the figures",
                                              help_behavior_hint="(default: WORKDIR/figures)")] = None
     examples: Annotated[int, tyro.conf.arg(help="images per reconstruction block")] = 6

@@ -45,7 +45,7 @@ class Options:
     budget: Annotated[Literal["quick", "full"], tyro.conf.arg(help="how long each run trains")] = "quick"
     out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="folder for the runs and results",
                                              help_behavior_hint="(default: runs/reproduce-<budget>)")] = None
-    data: Annotated[_cli.Source, tyro.conf.arg(help_behavior_hint="(default: auto)")] = None
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: auto)")] = None
     no_progress: Annotated[bool, tyro.conf.arg(help="no progress bars")] = False
 
 
