@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
 
 import tyro
 
@@ -52,7 +52,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Prints `message` as one line on stderr and exits with status 2."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(2)
@@ -97,7 +97,7 @@ def one_line(box: str) -> str:
     return message + (f"; did you mean {hint}?" if hint else "")
 
 
-def tyro_cli(kind: type, default: Any, argv: Sequence[str], prog: str, description: str) -> Any:
+def tyro_cli(kind: type, argv: Sequence[str], prog: str, description: str) -> Any:
     """tyro.cli with its errors reformatted into one line on stderr (exit 2); --help prints and exits 0."""
     wants_help = any(a in ("-h", "--help") for a in argv)
     stderr = io.StringIO()
@@ -106,8 +106,7 @@ def tyro_cli(kind: type, default: Any, argv: Sequence[str], prog: str, descripti
         if not wants_help:
             os.environ["COLUMNS"] = "100000"  # no wrapped lines in the error box
         with contextlib.redirect_stderr(stderr):
-            return tyro.cli(kind, args=list(argv), default=default, prog=prog, description=description,
-                            config=MARKERS)
+            return tyro.cli(kind, args=list(argv), prog=prog, description=description, config=MARKERS)
     except SystemExit as e:
         if e.code in (0, None):
             raise
@@ -191,7 +190,7 @@ def parse_run(options: type[Options], argv: Sequence[str] | None, prog: str, des
     """Flags -> (the entry point's options, the resolved Config); --print-config prints it and exits 0."""
     argv = sys.argv[1:] if argv is None else list(argv)
     start = starting_config(argv)
-    parsed = tyro_cli(run_arguments(options, shorthands, start), None, argv, prog, description)
+    parsed = tyro_cli(run_arguments(options, shorthands, start), argv, prog, description)
     present = given(argv)
     changes = {}
     for short in shorthands:
@@ -216,7 +215,7 @@ def parse_run(options: type[Options], argv: Sequence[str] | None, prog: str, des
 def parse(options: type[Options], argv: Sequence[str] | None, prog: str, description: str) -> Options:
     """Flags -> the entry point's options; a `split` or `data` option is checked as a split or a source."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parsed = tyro_cli(options, None, argv, prog, description)
+    parsed = tyro_cli(options, argv, prog, description)
     try:
         if getattr(parsed, "split", None) is not None:
             check_split(parsed.split)

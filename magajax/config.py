@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NoReturn, get_args
 
 DEFAULT_PIVOT = 594095  # (heart, scale 2, orientation 20, x 5, y 15): the blog's pivot.
 DSPRITES_IMAGES = 737_280  # 3 shapes x 6 scales x 40 orientations x 32 x 32 positions
@@ -26,7 +26,7 @@ Coupling = Literal["additive", "affine"]
 DType = Literal["float32", "bfloat16"]
 
 
-def _fail(where: str, what: str, value: Any) -> None:
+def _fail(where: str, what: str, value: Any) -> NoReturn:
     raise ValueError(f"{where} must be {what}, got {value!r}")
 
 
@@ -44,7 +44,7 @@ def _positive_int(obj: Any, name: str) -> None:
         _fail(f"{obj.SECTION}.{name}", "a positive integer", value)
 
 
-def _real(obj: Any, name: str, what: str, ok) -> None:
+def _real(obj: Any, name: str, what: str, ok: Callable[[float], bool]) -> None:
     """Checks a float field (ints are accepted and stored as floats)."""
     value = getattr(obj, name)
     if not _is_real(value) or not ok(value):
