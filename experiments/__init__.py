@@ -1,9 +1,5 @@
-"""Entry points: thin command-line wrappers over the magajax library.
+"""Entry points: thin command-line wrappers over the magajax library (`python -m experiments.X --help`).
 
-Importing this package (every `python -m experiments.X` does, before JAX creates its CPU client)
-sets glibc's malloc to reuse freed memory: see `magajax.host_memory`.
+Each entry point's `main()` sets up the process (malloc tuning, see `magajax.host_memory`) before
+JAX creates its backend; importing this package changes nothing.
 """
-
-from magajax.host_memory import reuse_freed_memory
-
-reuse_freed_memory()

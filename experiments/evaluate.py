@@ -10,33 +10,47 @@ and prints a table. Numbers are nats per image, summed over the pixels.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
+from typing import Annotated
+
+import tyro
+
+from experiments import _cli
+
+PROG = "python -m experiments.evaluate"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Flags of an evaluation."""
+
+    workdir: Annotated[str, tyro.conf.arg(metavar="PATH", help="the run's folder")]
+    split: Annotated[str | None, _cli.SPLIT, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    sample: Annotated[bool, tyro.conf.arg(help="sampled codes (fixed key) instead of the means")] = False
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    batch_size: Annotated[int, tyro.conf.arg(help="images per evaluation batch")] = 256
+    train_subset: Annotated[int, tyro.conf.arg(help="training images scored for the gap")] = 2048
+    heldout_subset: Annotated[int | None, tyro.conf.arg(metavar="INT", help="score only this many held-out images",
+                                                        help_behavior_hint="(default: all)")] = None
+    step: Annotated[int | None, tyro.conf.arg(metavar="INT", help="checkpoint step",
+                                              help_behavior_hint="(default: the latest)")] = None
+    no_progress: Annotated[bool, tyro.conf.arg(help="no progress bar")] = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", required=True, help="the run's folder")
-    p.add_argument("--split", default=None, help="take the held-out set from this split (default: the trained one)")
-    p.add_argument("--sample", action="store_true", help="sampled codes (fixed key) instead of the means")
-    p.add_argument("--data", default=None, help="auto | tfds | render | file:PATH (default: the run's source)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--train-subset", type=int, default=2048, help="training images scored for the gap")
-    p.add_argument("--heldout-subset", type=int, default=None, help="score only this many held-out images")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    from magajax.analysis.evaluate import evaluate, format_table
+    args = _cli.parse(Options, argv, PROG, __doc__)
 
-    try:
+    def body() -> int:
+        from magajax.analysis.evaluate import evaluate, format_table
+
         result = evaluate(args.workdir, split=args.split, sample=args.sample, data=args.data,
                           batch_size=args.batch_size, train_subset=args.train_subset,
                           heldout_subset=args.heldout_subset, step=args.step, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    return 0
+        print(format_table(result))
+        return 0
+
+    return _cli.run(body)
 
 
 if __name__ == "__main__":

@@ -4,35 +4,48 @@
   python -m experiments.figures --workdir=runs/vae-range --data=render
 
 recon.png, traversal.png, traversal.gif, latents.png, identity.png and composition.png (MAGANet
-only) and loss.png; see magajax/figures.py.
+only) and loss.png; see magajax/analysis/figures.py.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
+from typing import Annotated
+
+import tyro
+
+from experiments import _cli
+
+PROG = "python -m experiments.figures"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Flags of the figures."""
+
+    workdir: Annotated[str, tyro.conf.arg(metavar="PATH", help="the run's folder")]
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: the run's own)")] = None
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="folder for the figures",
+                                             help_behavior_hint="(default: WORKDIR/figures)")] = None
+    examples: Annotated[int, tyro.conf.arg(help="images per reconstruction block")] = 6
+    latent_images: Annotated[int, tyro.conf.arg(help="images embedded in latents.png")] = 2000
+    seed: Annotated[int, tyro.conf.arg(help="seed for the images drawn")] = 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", required=True, help="the run's folder")
-    p.add_argument("--data", default=None, help="auto | tfds | render | file:PATH (default: the run's source)")
-    p.add_argument("--out", default=None, help="folder for the figures (default: WORKDIR/figures)")
-    p.add_argument("--examples", type=int, default=6, help="images per reconstruction block")
-    p.add_argument("--latent-images", type=int, default=2000, help="images embedded in latents.png")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    from magajax.analysis.figures import draw_all
+    args = _cli.parse(Options, argv, PROG, __doc__)
 
-    try:
+    def body() -> int:
+        from magajax.analysis.figures import draw_all
+
         paths = draw_all(args.workdir, data=args.data, out=args.out, examples=args.examples,
                          latent_images=args.latent_images, seed=args.seed)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
+
+    return _cli.run(body)
 
 
 if __name__ == "__main__":

@@ -26,29 +26,42 @@ The VAE is trained with β = 1 (a plain VAE) in both budgets.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Annotated, Literal
 
-from magajax.analysis.reproduce import BUDGETS, reproduce
+import tyro
+
+from experiments import _cli
+
+PROG = "python -m experiments.reproduce"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Flags of the reproduction."""
+
+    budget: Annotated[Literal["quick", "full"], tyro.conf.arg(help="how long each run trains")] = "quick"
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="folder for the runs and results",
+                                             help_behavior_hint="(default: runs/reproduce-<budget>)")] = None
+    data: Annotated[str | None, _cli.SOURCE, tyro.conf.arg(help_behavior_hint="(default: auto)")] = None
+    no_progress: Annotated[bool, tyro.conf.arg(help="no progress bars")] = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", default="quick", choices=list(BUDGETS))
-    p.add_argument("--out", default=None, help="folder for the runs and results (default runs/reproduce-<budget>)")
-    p.add_argument("--data", default=None, help="auto | tfds | render | file:PATH (default: auto)")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    args = _cli.parse(Options, argv, PROG, __doc__)
     out = Path(args.out or f"runs/reproduce-{args.budget}")
-    try:
+
+    def body() -> int:
+        from magajax.analysis.reproduce import BUDGETS, reproduce
+
         reproduce(BUDGETS[args.budget](), out, data=args.data, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print((out / "results.md").read_text())
-    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
-    return 0
+        print((out / "results.md").read_text())
+        print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+        return 0
+
+    return _cli.run(body)
 
 
 if __name__ == "__main__":

@@ -3,67 +3,77 @@
   python -m experiments.train --split=element                  # blog preset, runs/maganet-element
   python -m experiments.train --split=element --preset=quick   # a few minutes on a CPU
   python -m experiments.train --split="shape=ellipse & x>=16" --model=vae --steps=5000
-  python -m experiments.train --split=range --hidden=64 --beta-lat=100   # any config field
+  python -m experiments.train --split=range --model.hidden=64 --train.beta-lat=100   # any config field
+  python -m experiments.train --config=runs/maganet-element --train.steps=200000   # start from a run's config
 
-Any config field can be overridden as --FIELD=VALUE or --SECTION.FIELD=VALUE (see
-magajax/config.py). Starting again in the same workdir resumes from its latest checkpoint.
+Every config field is a flag --SECTION.FIELD; --help lists them with the preset's defaults.
+Starting again in the same workdir resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import re
 import sys
+from pathlib import Path
+from typing import Annotated
 
+import tyro
+
+from experiments import _cli
 from magajax import config as cfg
 
+PROG = "python -m experiments.train"
+SHORTHANDS = ("split", "model", "steps", "batch_size", "data", "seed", "pairs")
 
-def parse(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
-    """Flags → (namespace, Config)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", default=None, help="named split (element, range, extrapolation, element-blog, "
-                   "range-blog, none) or an expression, e.g. 'shape=ellipse & x>=16'")
-    p.add_argument("--model", default=None, choices=["maganet", "vae"])
-    p.add_argument("--preset", default="blog", choices=list(cfg.PRESETS))
-    p.add_argument("--workdir", default=None, help="the run's folder (default runs/<model>-<split>)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--data", default=None, help="auto | tfds | render | file:PATH")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--pairs", default=None, choices=["pivot", "shuffle"])
-    p.add_argument("--overwrite", action="store_true", help="move a previous run with another config aside")
-    p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
-    p.add_argument("--no-progress", action="store_true")
-    args, rest = p.parse_known_args(argv)
-    named = {"data.split": args.split, "model.kind": args.model, "train.steps": args.steps,
-             "train.batch_size": args.batch_size, "data.source": args.data, "train.seed": args.seed,
-             "data.pairs": args.pairs}
-    try:
-        config = cfg.from_flags(args.preset, rest, named)
-    except ValueError as e:
-        p.error(str(e))
-    return args, config
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Flags of the training run itself (the config fields come from magajax.config)."""
+
+    workdir: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="the run's folder",
+                                                 help_behavior_hint="(default: runs/<model>-<split>)")] = None
+    overwrite: Annotated[bool, tyro.conf.arg(help="move a previous run with another config aside")] = False
+    distributed: Annotated[bool, tyro.conf.arg(help="call jax.distributed.initialize() (multi-host)")] = False
+    no_progress: Annotated[bool, tyro.conf.arg(help="no progress bar")] = False
+    tensorboard: Annotated[bool, tyro.conf.arg(help="also write TensorBoard event files into the workdir")] = False
+
+
+def parse(argv: list[str] | None = None) -> tuple[Options, cfg.Config]:
+    """Flags -> (options, Config)."""
+    return _cli.parse_run(Options, argv, PROG, __doc__, SHORTHANDS)
+
+
+def default_workdir(config: cfg.Config) -> str:
+    """runs/<model>-<split>, the split made safe for a folder name."""
+    slug = re.sub(r"[^\w.-]+", "_", config.data.split).strip("_")
+    return f"runs/{config.model.kind}-{slug}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, config = parse(sys.argv[1:] if argv is None else argv)
-    if args.distributed:
-        import jax
+    args, config = parse(argv)
+    workdir = args.workdir or default_workdir(config)
 
-        jax.distributed.initialize()
-    from magajax.training.loop import final_metrics, train
+    def body() -> int:
+        if args.distributed:
+            import jax
 
-    slug = re.sub(r"[^\w.-]+", "_", config.data.split).strip("_")
-    workdir = args.workdir or f"runs/{config.model.kind}-{slug}"
-    try:
-        train(config, workdir, overwrite=args.overwrite, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    last = final_metrics(workdir)
-    print(f"done: {workdir} at step {last.get('step')}, recon {last.get('recon', float('nan')):.2f} nats/image; "
-          f"loss curve in {workdir}/figures/loss.png")
-    return 0
+            jax.distributed.initialize()
+        from magajax.training.loop import final_metrics, train
+
+        train(config, workdir, overwrite=args.overwrite, progress=not args.no_progress,
+              tensorboard=args.tensorboard)
+        last = final_metrics(workdir)
+        parts = [f"done: {workdir} at step {last.get('step', 0)}"]
+        if "recon" in last:
+            parts.append(f"recon {last['recon']:.2f} nats/image")
+        loss = Path(workdir) / "figures" / "loss.png"
+        if loss.is_file():
+            parts.append(f"loss curve in {loss}")
+        print(", ".join(parts))
+        return 0
+
+    return _cli.run(body)
 
 
 if __name__ == "__main__":

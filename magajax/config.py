@@ -1,20 +1,61 @@
-"""Run configuration: frozen dataclasses and the named presets of DESIGN §6.
+"""Run configuration: frozen, validated dataclasses and the named presets.
 
 A `Config` has three sections that map one-to-one onto what they configure:
 `data` (source, split, pivot, pairs), `model` (the network) and `train` (losses,
-optimiser, schedule). Every field can be overridden by name, e.g.
-`override(config, {"model.hidden": 32, "train.steps": 100})`.
+optimiser, schedule). Every field is checked when a section is built, so a bad value is a
+one-line ValueError naming the field, e.g. "train.batch_size must be a positive integer, got 0".
+`override(config, {"model.hidden": 32, "train.steps": 100})` replaces typed values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NoReturn, get_args
 
 DEFAULT_PIVOT = 594095  # (heart, scale 2, orientation 20, x 5, y 15): the blog's pivot.
+DSPRITES_IMAGES = 737_280  # 3 shapes x 6 scales x 40 orientations x 32 x 32 positions
+SOURCES = ("auto", "tfds", "render")  # or 'file:PATH'
+ENCODER_KERNEL = 4  # the encoder's stride-2 conv kernel: an int padding lies in 0..3
+
+Kind = Literal["maganet", "vae"]
+Pairs = Literal["pivot", "shuffle"]
+Coupling = Literal["additive", "affine"]
+DType = Literal["float32", "bfloat16"]
+
+
+def _fail(where: str, what: str, value: Any) -> NoReturn:
+    raise ValueError(f"{where} must be {what}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _positive_int(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not _is_int(value) or value <= 0:
+        _fail(f"{obj.SECTION}.{name}", "a positive integer", value)
+
+
+def _real(obj: Any, name: str, what: str, ok: Callable[[float], bool]) -> None:
+    """Checks a float field (ints are accepted and stored as floats)."""
+    value = getattr(obj, name)
+    if not _is_real(value) or not ok(value):
+        _fail(f"{obj.SECTION}.{name}", what, value)
+    object.__setattr__(obj, name, float(value))
+
+
+def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices or not isinstance(value, str):
+        _fail(f"{obj.SECTION}.{name}", f"one of {', '.join(choices)}", value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,16 +63,29 @@ class DataConfig:
     """Where images come from and how training pairs are drawn.
 
     Attributes:
-      source: 'auto' | 'tfds' | 'render' | 'file:PATH'.
-      split: a named split (element, range, ...) or a split expression.
-      pivot: dSprites index of the fixed pivot image.
-      pairs: 'pivot' (every pair starts at the pivot) or 'shuffle' (pairs within a batch).
+      source: where dSprites comes from: auto, tfds, render or file:PATH (the official .npz or .hdf5).
+      split: a named split (element, range, extrapolation, element-blog, range-blog, none) or an
+        expression, e.g. 'shape=ellipse & x>=16'.
+      pivot: dSprites index of the fixed pivot image, in [0, 737280).
+      pairs: how training pairs are drawn: pivot (every pair starts at the pivot) or shuffle (pairs within a batch).
     """
+
+    SECTION = "data"
 
     source: str = "auto"
     split: str = "element"
     pivot: int = DEFAULT_PIVOT
-    pairs: str = "pivot"
+    pairs: Pairs = "pivot"
+
+    def __post_init__(self) -> None:
+        source = self.source
+        if not isinstance(source, str) or not (source in SOURCES or (source.startswith("file:") and source[5:])):
+            _fail("data.source", f"one of {', '.join(SOURCES)} or file:PATH", source)
+        if not isinstance(self.split, str) or not self.split.strip():
+            _fail("data.split", "a split name or expression", self.split)
+        if not _is_int(self.pivot) or not 0 <= self.pivot < DSPRITES_IMAGES:
+            _fail("data.pivot", f"a dSprites index in [0, {DSPRITES_IMAGES})", self.pivot)
+        _choice(self, "pairs", get_args(Pairs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,25 +93,44 @@ class ModelConfig:
     """The network. `kind` picks MAGANet or the VAE baseline.
 
     Attributes:
-      kind: 'maganet' | 'vae'.
-      image_size: side of the square input images (64 for dSprites; 8/16/32 in tests).
+      kind: the model: maganet or the vae baseline.
+      image_size: side of the square input images (64 for dSprites; 8/16/32 in tests), divisible by 2**levels.
       latent_dim: d, the size of the transformation code z.
-      levels, steps, hidden, coupling: Glow's L, K, coupling width and coupling kind.
-      encoder_padding: padding of the encoder's stride-2 convs (1 as in the reference, or 'VALID').
-      eps: clip for the logit embedding u = logit(clip(x, eps, 1 - eps)).
-      dtype: compute dtype ('float32' or 'bfloat16'); parameters stay float32.
+      levels: Glow's L, the number of squeeze levels.
+      steps: Glow's K, flow steps per level.
+      hidden: width of the coupling nets.
+      coupling: coupling layer: additive or affine (bounded scale).
+      encoder_padding: padding of the encoder's stride-2 convs: 0..3 (1 as in the reference) or VALID.
+      eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
+      dtype: compute dtype; parameters stay float32.
     """
 
-    kind: str = "maganet"
+    SECTION = "model"
+
+    kind: Kind = "maganet"
     image_size: int = 64
     latent_dim: int = 10
     levels: int = 3
     steps: int = 3
     hidden: int = 128
-    coupling: str = "additive"
-    encoder_padding: int | str = 1
+    coupling: Coupling = "additive"
+    encoder_padding: int | Literal["VALID"] = 1
     eps: float = 1e-4
-    dtype: str = "float32"
+    dtype: DType = "float32"
+
+    def __post_init__(self) -> None:
+        _choice(self, "kind", get_args(Kind))
+        for name in ("image_size", "latent_dim", "levels", "steps", "hidden"):
+            _positive_int(self, name)
+        if self.image_size % 2**self.levels:
+            raise ValueError(f"model.image_size must be divisible by 2**model.levels = {2**self.levels}, "
+                             f"got {self.image_size}")
+        _choice(self, "coupling", get_args(Coupling))
+        padding = self.encoder_padding
+        if padding != "VALID" and (not _is_int(padding) or not 0 <= padding < ENCODER_KERNEL):
+            _fail("model.encoder_padding", f"an integer in 0..{ENCODER_KERNEL - 1} or 'VALID'", padding)
+        _real(self, "eps", "a number in (0, 0.5)", lambda v: 0 < v < 0.5)
+        _choice(self, "dtype", get_args(DType))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,14 +138,19 @@ class TrainConfig:
     """Losses, optimiser and schedule.
 
     Attributes:
-      beta_kl, beta_lat: weights of the KL and latent terms (beta_kl is the VAE's beta).
-      lr, clip: Adam learning rate and global-norm gradient clip (0 disables clipping).
+      beta_kl: weight of the KL term (the VAE's beta), >= 0.
+      beta_lat: weight of the latent term, >= 0.
+      lr: Adam learning rate, > 0.
+      clip: global-norm gradient clip, >= 0 (0 disables clipping).
       batch_size: global batch (split over all devices).
       steps: total optimisation steps.
       seed: root PRNG seed; step keys are fold_in(key, step).
       log_every: steps per metrics record (the record is their mean).
-      checkpoint_every, keep: checkpoint period and how many checkpoints are kept.
+      checkpoint_every: steps between checkpoints.
+      keep: how many checkpoints are kept.
     """
+
+    SECTION = "train"
 
     beta_kl: float = 2.0
     beta_lat: float = 300.0
@@ -85,6 +163,19 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep: int = 3
 
+    def __post_init__(self) -> None:
+        _real(self, "beta_kl", "a finite number >= 0", lambda v: v >= 0)
+        _real(self, "beta_lat", "a finite number >= 0", lambda v: v >= 0)
+        _real(self, "lr", "a finite number > 0", lambda v: v > 0)
+        _real(self, "clip", "a finite number >= 0", lambda v: v >= 0)
+        for name in ("batch_size", "steps", "log_every", "checkpoint_every", "keep"):
+            _positive_int(self, name)
+        if not _is_int(self.seed):
+            _fail("train.seed", "an integer", self.seed)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -95,6 +186,13 @@ class Config:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS or not isinstance(self.preset, str):
+            _fail("preset", f"one of {', '.join(PRESETS)}", self.preset)
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                _fail(name, f"a {kind.__name__}", getattr(self, name))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -103,12 +201,24 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Config:
-        return cls(
-            preset=d.get("preset", "blog"),
-            data=DataConfig(**d.get("data", {})),
-            model=ModelConfig(**d.get("model", {})),
-            train=TrainConfig(**d.get("train", {})),
-        )
+        """The Config of `to_dict()`'s output; an unknown or mistyped key or value is a ValueError."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a config must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"preset", *SECTIONS})
+        if unknown:
+            raise ValueError(f"unknown config keys {', '.join(unknown)}; a config has preset, {', '.join(SECTIONS)}")
+        sections = {}
+        for name, kind in SECTIONS.items():
+            values = d.get(name, {})
+            if not isinstance(values, Mapping):
+                raise ValueError(f"config {name} must be an object of fields, got {values!r}")
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = sorted(set(values) - names)
+            if unknown:
+                raise ValueError(f"unknown config fields {', '.join(f'{name}.{k}' for k in unknown)}; "
+                                 f"{name} has {', '.join(sorted(names))}")
+            sections[name] = kind(**values)
+        return cls(preset=d.get("preset", "blog"), **sections)
 
 
 def blog() -> Config:
@@ -151,55 +261,26 @@ def preset(name: str) -> Config:
     return PRESETS[name]()
 
 
-def _parse(value: str, like: Any) -> Any:
-    """Parses a command-line string into the type of the field's current value."""
-    if isinstance(like, bool):
-        if value.lower() in ("1", "true", "yes"):
-            return True
-        if value.lower() in ("0", "false", "no"):
-            return False
-        raise ValueError(f"expected a boolean, got {value!r}")
-    if isinstance(like, int) and not isinstance(like, bool):
-        try:
-            return int(value)
-        except ValueError:
-            return value  # e.g. encoder_padding='VALID'
-    if isinstance(like, float):
-        return float(value)
-    return value
+def field_names() -> dict[str, tuple[str, str]]:
+    """'section.field' -> (section, field) for every config field."""
+    return {f"{s}.{f.name}": (s, f.name) for s, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
 
 
-def override(config: Config, overrides: Mapping[str, Any]) -> Config:
-    """Returns `config` with fields replaced; keys are 'section.field' or a unique 'field'.
+def override(config: Config, changes: Mapping[str, Any]) -> Config:
+    """Returns `config` with fields replaced by typed values; keys are 'section.field' or a unique 'field'.
 
-    String values are parsed to the field's type. An unknown or ambiguous key lists the fields.
+    The new sections are validated as they are built; an unknown or ambiguous key lists the fields.
     """
-    sections = {"data": config.data, "model": config.model, "train": config.train}
-    fields = {f"{s}.{f.name}": (s, f.name) for s, obj in sections.items() for f in dataclasses.fields(obj)}
-    changes: dict[str, dict[str, Any]] = {s: {} for s in sections}
-    for key, value in overrides.items():
-        key = key.replace("-", "_")
-        matches = [k for k in fields if k == key or k.split(".", 1)[1] == key]
+    fields = field_names()
+    updates: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in changes.items():
+        matches = [k for k in fields if key in (k, fields[k][1])]
         if len(matches) > 1:
             raise ValueError(f"ambiguous config field {key!r}: write one of {', '.join(matches)}")
         if not matches:
             raise ValueError(f"unknown config field {key!r}; fields are: {', '.join(sorted(fields))}")
         section, name = fields[matches[0]]
-        current = getattr(sections[section], name)
-        changes[section][name] = _parse(value, current) if isinstance(value, str) else value
+        updates[section][name] = value
     return dataclasses.replace(
-        config, **{s: dataclasses.replace(sections[s], **c) for s, c in changes.items() if c}
+        config, **{s: dataclasses.replace(getattr(config, s), **u) for s, u in updates.items() if u}
     )
-
-
-def from_flags(preset_name: str, extra: Sequence[str], named: Mapping[str, Any]) -> Config:
-    """A preset with command-line overrides: `extra` are '--FIELD=VALUE' arguments and `named`
-    maps 'section.field' to the value of a dedicated flag (None when the flag was not given)."""
-    overrides: dict[str, Any] = {}
-    for item in extra:
-        m = re.fullmatch(r"--([\w.\-]+)=(.*)", item)
-        if not m:
-            raise ValueError(f"unrecognised argument {item!r}; config overrides take the form --FIELD=VALUE")
-        overrides[m.group(1)] = m.group(2)
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    return override(preset(preset_name), overrides)

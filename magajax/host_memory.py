@@ -12,8 +12,8 @@ pages and unmaps it on free, so each step faults all of it in again, in kernel t
 
 Costs: resident memory no longer falls after a peak (fragmentation can add to it), all threads
 share one malloc lock, and it overrides MALLOC_ARENA_MAX or GLIBC_TUNABLES given by the user.
-`experiments/__init__.py` calls it, before JAX creates its CPU client and that client's threads
-(JAX itself is imported by then); scripts that want it call it first thing.
+Every entry point's `main()` calls it (experiments/_cli.py), before JAX creates its CPU client and
+that client's threads; scripts that want it call it first thing.
 MAGAJAX_REUSE_MEMORY=0 turns it off; C libraries other than glibc are left as they are.
 """
 

@@ -122,7 +122,7 @@ def test_corrupt_latest_checkpoint_resumes_from_the_previous(tmp_path, tiny_conf
     [
         ({"split": "diagonal"}, "unknown split 'diagonal'"),
         ({"split": "shape=heart & scale=0 & scale=1"}, "selects no images"),
-        ({"kind": "gan"}, "config.model.kind must be one of maganet, vae, got 'gan'"),
+        ({"kind": "gan"}, "model.kind must be one of maganet, vae, got 'gan'"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, tiny_config, small_dsprites, override, message):
