@@ -228,7 +228,7 @@ class Checkpoints:
                                           f"details in {self.errors}") from None
                 aside = self._move_aside(s)
                 damaged.append(f"step {s}: {e} (moved to {aside})")
-                print(f"checkpoint at step {s} is damaged ({e}); moved it to {aside} and trying the previous one; "
+                print(f"checkpoint at step {s} is unreadable ({e}); moved it to {aside} and trying the previous one; "
                       f"details in {self.errors}")
                 continue
             return state, s

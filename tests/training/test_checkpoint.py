@@ -57,7 +57,7 @@ def test_corrupt_latest_falls_back_and_is_kept(tmp_path, capsys):
     ckpt = Checkpoints(tmp_path, keep=3)
     state, step = ckpt.restore(_state(0))
     assert step == 1 and _equal(state, _state(1))
-    assert "checkpoint at step 2 is damaged" in capsys.readouterr().out
+    assert "checkpoint at step 2 is unreadable" in capsys.readouterr().out
     assert list((tmp_path / "corrupt").iterdir()), "the damaged checkpoint must be kept aside, not deleted"
     ckpt.close()
 
