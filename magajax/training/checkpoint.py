@@ -8,13 +8,17 @@ their step. Restoring compares the saved structure with the target first, then v
 against its checksum and checks that it is finite. Failures are told apart:
 
 - damaged (unreadable bytes, checksum mismatch, non-finite values): that checkpoint alone is moved
-  to `workdir/corrupt/<step>-<time>/` (never deleted) and the next older one is tried;
+  to `workdir/corrupt/<step>-<time>/` (never deleted) and the next older one is tried; when none is
+  left, CheckpointError lists each step and why;
 - mismatched (another structure, shape or dtype than this run's state, or no `_METADATA`):
   CheckpointError saying what differs, nothing moved;
 - I/O errors (EIO, EACCES, ENOSPC, ...): retried once, then CheckpointError, nothing moved.
 
-Messages are a few lines; tracebacks and orbax/TensorStore detail are appended to `workdir/errors.log`.
-Arrays are restored onto this machine's devices, whatever the devices they were saved from.
+A checkpoint without checksums (an older magajax, or a run stopped before they were written) is
+restored once its arrays are found finite, with a message, and gets its checksums then. Messages are
+a few lines; tracebacks and orbax/TensorStore detail are appended to `workdir/errors.log`. Arrays are
+restored onto this machine's devices, whatever the devices they were saved from; `load` reads the
+model variables alone.
 """
 
 from __future__ import annotations
@@ -292,6 +296,7 @@ class Checkpoints:
             )
         metadata = self._read(step, lambda: self.manager.item_metadata(step), path)
         if metadata is None:
+            self._log(step, f"orbax read no metadata from {path}")
             raise Damaged(f"unreadable {path}")
         return metadata.tree
 
@@ -358,10 +363,14 @@ class Checkpoints:
             pass
 
     def _move_aside(self, step: int) -> Path:
-        corrupt = self.workdir / CORRUPT
-        corrupt.mkdir(exist_ok=True)
-        aside = corrupt / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.move(str(self.directory / str(step)), str(aside))
+        aside = self.workdir / CORRUPT / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(str(self.directory / str(step)), str(aside))
+        except OSError as e:
+            self._log(step, f"could not move to {aside}", e)
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} is damaged and could not be moved to "
+                                  f"{aside} ({e}); move it aside by hand") from None
         self.manager.reload()
         return aside
 
