@@ -53,7 +53,7 @@ TRANSIENT_ERRNOS = {errno.EIO, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EA
 TRANSIENT_MARKS = ("UNAVAILABLE", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED",
                    "Input/output error", "No space left", "Permission denied")
 DAMAGE_MARKS = ("DATA_LOSS", "NOT_FOUND", "OUT_OF_RANGE", "Error reading", "Error decoding", "Error opening",
-                "error while reading", "checksum", "decode")
+                "error while reading", "DecodeError")
 _said_unverified: set[Path] = set()
 
 
@@ -145,9 +145,19 @@ def abstract(tree: Any, sharding: Sharding | None = None) -> Any:
     return jax.tree.map(spec, tree)
 
 
+def _messages(error: BaseException) -> str:
+    """The type and message of `error` and of each exception it was raised from, one per line."""
+    lines, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        lines.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return "\n".join(lines)
+
+
 def _kind(error: BaseException) -> str:
     """'transient', 'damaged' or 'unknown', from the exception and the messages it carries."""
-    text = "".join(traceback.format_exception(error))
+    text = _messages(error)
     if isinstance(error, FileNotFoundError | json.JSONDecodeError | UnicodeDecodeError):
         return "damaged"
     if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
@@ -161,7 +171,7 @@ def _kind(error: BaseException) -> str:
 
 def _summary(error: BaseException) -> str:
     """One short line: the TensorStore status, the array and the file it names, else the first line."""
-    text = "".join(traceback.format_exception(error))
+    text = _messages(error)
     code = re.search(r"\b(DATA_LOSS|NOT_FOUND|OUT_OF_RANGE|UNAVAILABLE|PERMISSION_DENIED|RESOURCE_EXHAUSTED|"
                      r"DEADLINE_EXCEEDED|INVALID_ARGUMENT|FAILED_PRECONDITION|INTERNAL|UNKNOWN): ", text)
     array = re.search(r'reading "([^"/]+)/', text)
