@@ -39,11 +39,11 @@ SCRIPT = textwrap.dedent(
         device_data = tr.replicate(host_data, mesh)
         state = tr.init_state(config, model, tx, device_data, jax.random.PRNGKey(0))
         state = tr.replicate(jax.device_get(state), mesh)
-        step = tr.make_train_step(config, model, tx, device_data, mesh)
+        step = tr.make_train_step(config, model, tx, mesh)
         key = tr.replicate(jax.random.PRNGKey(1), mesh)
         history, after_one = [], None
         for _ in range(3):
-            state, metrics = step(state, key)
+            state, metrics = step(state, key, device_data)
             history.append({k: float(v) for k, v in metrics.items()})  # blocks on every step
             after_one = after_one or jax.device_get(state)
         devices_used = len(jax.tree.leaves(state.variables)[0].sharding.device_set)
