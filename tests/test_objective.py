@@ -1,5 +1,6 @@
 """objective.terms against the NumPy oracle of tests/helpers.py: both kinds, every pair mode, sampled and mean codes."""
 
+import dataclasses
 import functools
 
 import jax
@@ -19,7 +20,7 @@ TRAIN = TrainConfig(beta_kl=2.0, beta_lat=3.0)
 @functools.cache
 def tiny_vae():
     config, _ = tiny_maganet()
-    config = config.__class__(**{**config.__dict__, "kind": "vae"})
+    config = dataclasses.replace(config, kind="vae")
     return config, random_params(VAE(config).init, key(0), binary_images(0, 1, 16), key(1))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluate as entry
+from magajax import api
 from magajax.analysis import evaluate as ev
 from magajax.analysis.report import format_table
 from magajax.data import factors
@@ -179,7 +180,7 @@ def test_vae_reconstructs_the_heldout_images(tiny_runs, small_dsprites):
 
 def test_to_diff_is_zero_for_a_model_against_itself(tiny_runs, small_dsprites):
     model, _ = ev.load_model(tiny_runs["maganet"])
-    shifted = ev.api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.variables))
+    shifted = api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.variables))
     rows = make_split("range-blog", small_dsprites.classes).test[:50]
     same = ev.to_diff(model, model, small_dsprites, rows, batch_size=16)
     apart = ev.to_diff(model, shifted, small_dsprites, rows, batch_size=16)
