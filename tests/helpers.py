@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny run configs, fast keys, NumPy-drawn parameters, parameter counts, tiny models."""
+"""Shared test helpers: tiny run configs, fast keys, NumPy-drawn parameters, parameter counts, tiny models,
+and the NumPy oracle of the loss."""
 
 import functools
 
@@ -72,3 +73,43 @@ def tiny_config() -> cfg.Config:
         {"image_size": 16, "levels": 1, "model.steps": 1, "hidden": 8, "batch_size": 8,
          "train.steps": 4, "log_every": 2, "checkpoint_every": 2, "split": "element"},
     )
+
+
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, np.float64)
+
+
+def oracle_code(mean_v, logvar_v, mean_p=None, logvar_p=None, noise_v=None, noise_p=None) -> np.ndarray:
+    """z = s_v − s_p, s = μ + exp(logvar / 2)·noise (μ without noise); the VAE's z = s_v (no pivot)."""
+    s_v = _f64(mean_v) + (0.0 if noise_v is None else np.exp(0.5 * _f64(logvar_v)) * _f64(noise_v))
+    if mean_p is None:
+        return s_v
+    return s_v - (_f64(mean_p) + (0.0 if noise_p is None else np.exp(0.5 * _f64(logvar_p)) * _f64(noise_p)))
+
+
+def loss_oracle(
+    logits, x_varying, mean_v, logvar_v, beta_kl, *, noise_v=None, mean_p=None, logvar_p=None, noise_p=None,
+    mean_read=None, beta_lat=0.0,
+) -> dict[str, np.ndarray]:
+    """Every term of the loss per image, in float64 NumPy, written out from its definition.
+
+    MAGANet (mean_p given): z = oracle_code(...), recon = Σ_pixels −[x log p + (1 − x) log(1 − p)],
+    p = sigmoid(logits), kl = ½ Σ_d (σ² + μ² − 1 − log σ²) with μ = μ_v − μ_p, σ² = σ_v² + σ_p²,
+    latent = Σ_d |mean_read − μ_p − z|, total = recon + β_KL·kl + β_lat·latent.
+    VAE (mean_p None): z = oracle_code(mean_v, logvar_v, noise_v=...), kl of N(μ_v, σ_v²), total = recon + β·kl.
+    """
+    logits, x = _f64(logits).reshape(len(logits), -1), _f64(x_varying).reshape(len(x_varying), -1)
+    log_p, log_q = -np.logaddexp(0.0, -logits), -np.logaddexp(0.0, logits)  # log p, log(1 − p)
+    out = {"recon": -(x * log_p + (1 - x) * log_q).sum(axis=1)}
+    if mean_p is None:
+        mean, var = _f64(mean_v), np.exp(_f64(logvar_v))
+        out["z"] = oracle_code(mean_v, logvar_v, noise_v=noise_v)
+    else:
+        mean, var = _f64(mean_v) - _f64(mean_p), np.exp(_f64(logvar_v)) + np.exp(_f64(logvar_p))
+        out["z"] = oracle_code(mean_v, logvar_v, mean_p, logvar_p, noise_v, noise_p)
+    out["kl"] = 0.5 * (var + mean**2 - 1.0 - np.log(var)).sum(axis=1)
+    out["total"] = out["recon"] + beta_kl * out["kl"]
+    if mean_p is not None:
+        out["latent"] = np.abs(_f64(mean_read) - _f64(mean_p) - out["z"]).sum(axis=1)
+        out["total"] = out["total"] + beta_lat * out["latent"]
+    return out

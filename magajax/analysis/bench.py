@@ -5,7 +5,8 @@
 - train pairs/s: batch / median time of a train step, after compilation, with the loop run
   under `jax.transfer_guard('disallow')` (pairs, keys and state live on the device, so a
   host↔device copy inside the loop is an error, not a slowdown);
-- eval images/s: held-out images decoded from the pivot (codes, then decode), jitted, batch B;
+- eval images/s: held-out images decoded from the pivot as evaluation does it (`objective.reconstruct`
+  with mean codes), jitted, batch B;
 - compile seconds of the train step, peak host RSS (getrusage), FLOPs per train step from
   XLA's cost analysis and the GFLOP/s they give at the measured step time;
 - the matmul ceiling: GFLOP/s of a jitted float32 `jnp.dot` of two N×N matrices (2N³ FLOPs),
@@ -28,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magajax import objective
 from magajax.config import Config
 from magajax.data import factors
 from magajax.data.pairs import gather_images
@@ -84,16 +86,11 @@ def _timed(fn: Callable[[], Any], steps: int) -> list[float]:
     return times
 
 
-def _decoder(config: Config, model: Any) -> Callable[..., jax.Array]:
-    """Jitted held-out decoding: images (B, H, W, 1) → images reconstructed from the pivot."""
-    if config.model.kind == "vae":
-        return jax.jit(lambda variables, x, x_pivot: model.apply(
-            variables, model.apply(variables, x, method="encode"), method="decode"))
-
-    def decode(variables: Any, x: jax.Array, x_pivot: jax.Array) -> jax.Array:
-        z = model.apply(variables, x, x_pivot, method="encode")  # the pivot encoded once (batch 1)
-        return model.apply(variables, z, x_pivot, method="decode")  # f(embed(x_pivot)) once
-    return jax.jit(decode)
+def _decoder(model: Any) -> Callable[..., jax.Array]:
+    """Jitted held-out decoding as evaluation does it: images (B, H, W, 1) → the logits of their
+    reconstructions from the pivot (1, H, W, 1) with mean codes (the VAE: from their own codes)."""
+    return jax.jit(lambda variables, x, x_pivot: objective.reconstruct(
+        model, variables, x_pivot, x, None, pairs="pivot").logits)
 
 
 def bench(
@@ -131,7 +128,7 @@ def bench(
     state = tr.replicate(jax.device_get(tr.init_state(config, model, tx, device_data, init_key)), mesh)
     step_key = tr.replicate(step_key, mesh)
 
-    step_fn = tr.make_step_fn(config, model, tx, mesh)
+    step_fn = tr.make_train_step(config, model, tx, mesh)
     start = time.perf_counter()
     compiled = step_fn.lower(state, step_key, device_data).compile()
     compile_s = time.perf_counter() - start
@@ -152,7 +149,7 @@ def bench(
     x = gather_images(device_data.images, tr.replicate(rows, mesh), config.model.image_size)
     x_pivot = gather_images(device_data.images, tr.replicate(np.int32([split.pivot_row]), mesh),
                             config.model.image_size)
-    decode = _decoder(config, model)
+    decode = _decoder(model)
     jax.block_until_ready(decode(state.variables, x, x_pivot))
     eval_s = statistics.median(_timed(lambda: decode(state.variables, x, x_pivot), steps))
 

@@ -1,8 +1,9 @@
-"""Held-out evaluation of a run: BCE, KL and latent terms, group-law errors, BCE per factor class.
+"""Held-out evaluation of a run: the loss terms per image, group-law errors, statistics by factor class.
 
-MAGANet decodes every held-out image x from the pivot, with z = μ(x) − μ(x_pivot) (or, with
-`sample=True`, a reparameterised sample of each, as the blog's evaluation did), and scores it
-with the training terms of DESIGN §4 (magajax.losses), per image:
+This module computes; `magajax.analysis.report` formats. MAGANet decodes every held-out image x
+from the pivot, with z = μ(x) − μ(x_pivot) (or, with `sample=True`, a reparameterised sample of
+each, as the blog's evaluation did), and scores it with the training loss, `magajax.objective.terms`,
+kept per image ('bce' is the objective's 'recon'):
 
   bce    = Σ_pixels BCE-with-logits(act(z, embed(x_pivot)), x)      nats per image
   kl     = KL(N(μ_v − μ_p, σ_v² + σ_p²) ‖ N(0, I))
@@ -20,6 +21,7 @@ and random codes z1, z2 ~ N(0, diag(s²)), s the per-dimension std of the held-o
   composition  act(z2, act(z1, u)) − act(z1 + z2, u)
 
 `to_diff` compares two models' decodes of the same images (the to-Diff column of the blog's table).
+Every model call runs in fixed-size batches (`batched`), so each compiles once per batch size.
 """
 
 from __future__ import annotations
@@ -38,15 +40,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from magajax import api
-from magajax import objective as losses
-from magajax.config import ModelConfig
+from magajax import api, objective
+from magajax.analysis.report import format_table as format_table  # the CLI's import; use report's
+from magajax.config import TrainConfig
 from magajax.data import factors
-from magajax.data.pairs import eval_batches, gather_images, unpack_images
+from magajax.data.pairs import eval_batches, gather_images
 from magajax.data.sources import DSprites, load_dsprites
 from magajax.data.splits import make_split
-from magajax.models import build
-from magajax.models.vae import sample as reparameterise
 from magajax.training import checkpoint
 
 TERMS = ("bce", "kl", "latent", "total")
@@ -76,57 +76,14 @@ def on_device(images: np.ndarray, rows: np.ndarray) -> tuple[jax.Array, Callable
     return packed, lambda r: np.searchsorted(needed, np.asarray(r, np.int64)).astype(np.int32)
 
 
-def _reconstruct(
-    module: Any, variables: Any, x: jax.Array, x_pivot: jax.Array, key: jax.Array | None
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Logits of x decoded by the model (MAGANet from x_pivot, the VAE from x) and the code terms."""
-    apply = lambda *a, method: module.apply(variables, *a, method=method)
-    mean_v, logvar_v = apply(x, method="posterior")
-    if module.config.kind == "vae":
-        z = mean_v if key is None else reparameterise(mean_v, logvar_v, key)
-        return apply(z, method="decode_logits"), {"z": z, "kl": losses.kl(mean_v, logvar_v)}
-    mean_p, logvar_p = apply(x_pivot, method="posterior")
-    if key is None:
-        z = mean_v - mean_p
-    else:
-        key_v, key_p = jax.random.split(key)
-        z = reparameterise(mean_v, logvar_v, key_v) - reparameterise(
-            jnp.broadcast_to(mean_p, mean_v.shape), jnp.broadcast_to(logvar_p, mean_v.shape), key_p)
-    logits = apply(z, x_pivot, method="decode_logits")
-    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="posterior")
-    terms = {
-        "z": z,
-        "kl": losses.kl(*losses.code_distribution(mean_v, logvar_v, mean_p, logvar_p)),
-        "latent": losses.latent(mean_hat - mean_p, z),
-    }
-    return logits, terms
-
-
-@functools.cache
-def _terms_step(config: ModelConfig, beta_kl: float, beta_lat: float, sampled: bool) -> Callable[..., dict]:
-    """Jitted `(variables, packed, rows, pivot_row, key) -> per-image terms` of one batch of rows."""
-    module = build(config)
-
-    def step(variables: Any, packed: jax.Array, rows: jax.Array, pivot_row: jax.Array, key: jax.Array) -> dict:
-        x = unpack_images(packed[rows], config.image_size)
-        x_pivot = unpack_images(packed[pivot_row][None], config.image_size)
-        logits, terms = _reconstruct(module, variables, x, x_pivot, key if sampled else None)
-        terms["bce"] = losses.recon(logits, x)
-        if config.kind == "vae":
-            terms["total"] = losses.vae_total(terms["bce"], terms["kl"], beta_kl)
-        else:
-            terms["total"] = losses.maganet_total(terms["bce"], terms["kl"], terms["latent"], beta_kl, beta_lat)
-        return dict(terms, rows=rows)
-
-    return jax.jit(step)
-
-
-def _batched(
-    step: Callable[..., dict], rows: np.ndarray, batch_size: int, progress: bool, desc: str
+def batched(
+    step: Callable[[np.ndarray, int], dict], rows: np.ndarray, batch_size: int, progress: bool = False,
+    desc: str = "",
 ) -> dict[str, np.ndarray]:
     """Runs `step(batch_rows, batch_index)` over `rows` in masked batches; concatenates the valid entries.
 
-    Batch i + 1 is dispatched before batch i's results are fetched, so the host never stalls the device.
+    Every batch has exactly `batch_size` rows (the last padded, see `eval_batches`). Batch i + 1 is
+    dispatched before batch i's results are fetched, so the host never stalls the device.
     """
     out: dict[str, list[np.ndarray]] = {}
 
@@ -145,6 +102,37 @@ def _batched(
     if pending is not None:
         collect(*pending)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def apply_in_batches(fn: Callable[..., Any], *args: Any, batch_size: int = 64) -> np.ndarray:
+    """`fn(*args)` in batches of `batch_size` rows, as one NumPy array.
+
+    Arguments with the batch's N rows are split; those with one row (a pivot) are passed whole and
+    broadcast (all are split when N is 1); None passes through. Every call has the same shapes.
+    """
+    arrays = [None if a is None else np.asarray(a) for a in args]
+    n = max(len(a) for a in arrays if a is not None)
+    split = [a is not None and (len(a) == n or n == 1) for a in arrays]
+    step = lambda r, i: {"out": fn(*[a[r] if s else a for a, s in zip(arrays, split)])}
+    return batched(step, np.arange(n), batch_size)["out"]
+
+
+@functools.partial(jax.jit, static_argnames=("module", "train", "sample"))
+def pivot_terms(
+    variables: Any, x_pivot: jax.Array, x: jax.Array, key: jax.Array, *, module: Any, train: TrainConfig,
+    sample: bool,
+) -> dict[str, jax.Array]:
+    """`objective.terms` of images x decoded from one pivot (1, H, W, 1), recon named 'bce'."""
+    out = objective.terms(module, variables, x_pivot, x, key, train, pairs="pivot", sample=sample)
+    out["bce"] = out.pop("recon")
+    return out
+
+
+def _empty_terms(model: api.Model) -> dict[str, np.ndarray]:
+    names = ("bce", "kl", "total") + (() if model.is_vae else ("latent",))
+    out = {k: np.zeros(0, np.float32) for k in names}
+    out.update(rows=np.zeros(0, np.int32), z=np.zeros((0, model.config.model.latent_dim), np.float32))
+    return out
 
 
 def image_terms(
@@ -173,17 +161,30 @@ def image_terms(
     Returns:
       'rows' (T,), 'bce', 'kl', 'total' and for MAGANet 'latent', each (T,), and the codes 'z' (T, d).
     """
-    c = model.config
-    step = _terms_step(c.model, c.train.beta_kl, c.train.beta_lat, sample)
+    size = model.config.model.image_size
     key = jax.random.PRNGKey(SEEDS["sample"])
-    pivot = np.int32(pivot_row)
-    out = _batched(lambda r, i: step(model.variables, packed, r, pivot, jax.random.fold_in(key, i)),
-                   np.asarray(rows), batch_size, progress, desc)
-    if not out:  # no rows: empty arrays of the right shapes
-        names = ("bce", "kl", "total") + (() if model.is_vae else ("latent",))
-        out = {k: np.zeros(0, np.float32) for k in names}
-        out.update(rows=np.zeros(0, np.int32), z=np.zeros((0, c.model.latent_dim), np.float32))
-    return out
+    x_pivot = gather_images(packed, np.int32([pivot_row]), size)
+    kw = dict(module=model.module, train=model.config.train, sample=sample)
+    step = lambda r, i: dict(
+        pivot_terms(model.variables, x_pivot, gather_images(packed, r, size), jax.random.fold_in(key, i), **kw),
+        rows=r)
+    return batched(step, np.asarray(rows), batch_size, progress, desc) or _empty_terms(model)
+
+
+def array_terms(
+    model: api.Model, x: np.ndarray, x_pivot: np.ndarray | None, *, batch_size: int = 64, sample: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-image terms of images x (N, H, W, 1) in [0, 1], decoded from x_pivot (1, H, W, 1; None for the VAE).
+
+    Returns 'bce', 'kl', 'total', for MAGANet 'latent', each (N,), and the codes 'z' (N, d).
+    """
+    key = jax.random.PRNGKey(SEEDS["sample"])
+    x = np.asarray(x, np.float32)
+    pivot = np.zeros((1, *x.shape[1:]), np.float32) if x_pivot is None else np.asarray(x_pivot, np.float32)
+    kw = dict(module=model.module, train=model.config.train, sample=sample)
+    step = lambda r, i: pivot_terms(model.variables, pivot, x[r], jax.random.fold_in(key, i), **kw)
+    out = batched(step, np.arange(len(x)), batch_size)
+    return out or {k: v for k, v in _empty_terms(model).items() if k != "rows"}
 
 
 def summary(terms: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -197,26 +198,24 @@ def summary(terms: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-@functools.cache
-def _law_step(config: ModelConfig) -> Callable[..., dict]:
-    """Jitted `(variables, u, z1, z2) -> per-image max and mean |error|` of the three group laws."""
-    module = build(config)
+@functools.partial(jax.jit, static_argnames="module")
+def law_errors(variables: Any, u: jax.Array, z1: jax.Array, z2: jax.Array, *, module: Any) -> dict[str, jax.Array]:
+    """Per-image max and mean |error| of act's identity, inverse and composition laws, in logit space.
 
-    def step(variables: Any, u: jax.Array, z1: jax.Array, z2: jax.Array) -> dict:
-        act = lambda z, v: module.apply(variables, z, v, method="act")
-        moved = act(z1, u)
-        errors = {
-            "identity": act(jnp.zeros_like(z1), u) - u,
-            "inverse": act(-z1, moved) - u,
-            "composition": act(z2, moved) - act(z1 + z2, u),
-        }
-        out = {}
-        for name, e in errors.items():
-            e = jnp.abs(e).reshape(e.shape[0], -1)
-            out[f"{name}_max"], out[f"{name}_mean"] = e.max(axis=1), e.mean(axis=1)
-        return out
-
-    return jax.jit(step)
+    `module.apply(variables, z, u, method='act')` is the action; u (B, H, W, 1), z1 and z2 (B, d).
+    """
+    act = lambda z, v: module.apply(variables, z, v, method="act")
+    moved = act(z1, u)
+    errors = {
+        "identity": act(jnp.zeros_like(z1), u) - u,
+        "inverse": act(-z1, moved) - u,
+        "composition": act(z2, moved) - act(z1 + z2, u),
+    }
+    out = {}
+    for name, e in errors.items():
+        e = jnp.abs(e).reshape(e.shape[0], -1)
+        out[f"{name}_max"], out[f"{name}_mean"] = e.max(axis=1), e.mean(axis=1)
+    return out
 
 
 def group_law_errors(
@@ -226,7 +225,7 @@ def group_law_errors(
     """Max and mean |error| of act's identity, inverse and composition laws, in logit space.
 
     Args:
-      model: a MAGANet Model.
+      model: a MAGANet Model (its `module`, `variables` and `config.model.latent_dim` are used).
       u: (N, H, W, 1) logits to act on (e.g. embed of held-out images).
       code_scale: s, scalar or (d,): the random codes are z1, z2 ~ N(0, diag(s²)).
       seed: seed of the codes (NumPy's default_rng).
@@ -243,9 +242,8 @@ def group_law_errors(
     d = model.config.model.latent_dim
     scale = np.broadcast_to(np.asarray(code_scale, np.float32), (d,))
     z = np.random.default_rng(seed).standard_normal((2, len(u), d)).astype(np.float32) * scale
-    step = _law_step(model.config.model)
-    per_image = _batched(lambda r, i: step(model.variables, u[r], z[0][r], z[1][r]),
-                         np.arange(len(u)), batch_size, False, "group laws")
+    per_image = batched(lambda r, i: law_errors(model.variables, u[r], z[0][r], z[1][r], module=model.module),
+                        np.arange(len(u)), batch_size)
     out: dict[str, Any] = {"images": len(u), "code_scale": float(scale.mean())}
     for law in ("identity", "inverse", "composition"):
         out[law] = {"max": float(per_image[f"{law}_max"].max()),
@@ -298,25 +296,18 @@ def worst_images(values: np.ndarray, classes: np.ndarray, n: int = WORST) -> lis
             for i, t in zip(index, top)]
 
 
-@functools.cache
-def _diff_step(config_a: ModelConfig, config_b: ModelConfig) -> Callable[..., dict]:
-    """Jitted per-image cross-entropy and KL between two models' decodes of one batch of rows."""
-    module_a, module_b = build(config_a), build(config_b)
-
-    def step(variables_a: Any, variables_b: Any, packed: jax.Array, rows: jax.Array, pivots: jax.Array) -> dict:
-        def logits(module: Any, variables: Any, config: ModelConfig, pivot_row: jax.Array) -> jax.Array:
-            x = unpack_images(packed[rows], config.image_size)
-            x_pivot = unpack_images(packed[pivot_row][None], config.image_size)
-            return _reconstruct(module, variables, x, x_pivot, None)[0]
-
-        la = logits(module_a, variables_a, config_a, pivots[0])
-        lb = logits(module_b, variables_b, config_b, pivots[1])
-        pb = jax.nn.sigmoid(lb)
-        ls = jax.nn.log_sigmoid
-        kl = pb * (ls(lb) - ls(la)) + (1.0 - pb) * (ls(-lb) - ls(-la))
-        return {"to_diff": kl.reshape(kl.shape[0], -1).sum(axis=1), "bce": losses.recon(la, pb), "rows": rows}
-
-    return jax.jit(step)
+@functools.partial(jax.jit, static_argnames=("module_a", "module_b"))
+def decode_difference(
+    variables_a: Any, variables_b: Any, pivots_a: jax.Array, pivots_b: jax.Array, x: jax.Array, *,
+    module_a: Any, module_b: Any,
+) -> dict[str, jax.Array]:
+    """Per-image cross-entropy and KL between two models' mean-code decodes of images x (see `to_diff`)."""
+    la, lb = (objective.reconstruct(m, v, p, x, None, pairs="pivot").logits
+              for m, v, p in ((module_a, variables_a, pivots_a), (module_b, variables_b, pivots_b)))
+    pb = jax.nn.sigmoid(lb)
+    ls = jax.nn.log_sigmoid
+    kl = pb * (ls(lb) - ls(la)) + (1.0 - pb) * (ls(-lb) - ls(-la))
+    return {"to_diff": kl.reshape(kl.shape[0], -1).sum(axis=1), "bce": objective.bce_per_image(la, pb)}
 
 
 def pivot_row(data: DSprites, pivot: int) -> int:
@@ -355,11 +346,13 @@ def to_diff(
     rows = np.asarray(rows, np.int64)
     pivots = [pivot_row(data, m.config.data.pivot) for m in (model_a, model_b)]
     packed, local = on_device(data.images, np.concatenate([rows, pivots]))
-    step = _diff_step(model_a.config.model, model_b.config.model)
-    local_pivots = local(pivots)
-    out = _batched(lambda r, i: step(model_a.variables, model_b.variables, packed, r, local_pivots),
-                   local(rows), batch_size, progress, "to-Diff")
-    n = len(out["rows"]) if out else 0
+    size = model_a.config.model.image_size
+    x_a, x_b = (gather_images(packed, local([p]), size) for p in pivots)
+    step = lambda r, i: decode_difference(model_a.variables, model_b.variables, x_a, x_b,
+                                          gather_images(packed, r, size), module_a=model_a.module,
+                                          module_b=model_b.module)
+    out = batched(step, local(rows), batch_size, progress, "to-Diff")
+    n = len(out["to_diff"]) if out else 0
     result: dict[str, Any] = {"count": n}
     for name in ("to_diff", "bce"):
         result[f"{name}_mean"] = float(np.mean(out[name], dtype=np.float64)) if n else None
@@ -469,42 +462,3 @@ def evaluate(
         path.write_text(json.dumps(result, indent=1) + "\n")
         result["path"] = str(path)
     return result
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """A readable table of an `evaluate` result."""
-    h, t = result["heldout"], result["train"]
-    codes = "sampled codes" if result["sample"] else "mean codes"
-    lines = [
-        f"{result['kind']} {result['workdir']} at step {result['step']} (preset {result['preset']}, "
-        f"trained on {result['trained_split']!r}, {codes}, data {result['data']})",
-        f"held-out set of {result['split']!r}: {h['count']:,} of {result['heldout_size']:,} images; "
-        f"train subset: {t['count']:,} of {t['of']:,}",
-        "",
-        f"{'nats per image':<16}{'held-out':>20}{'train subset':>20}",
-    ]
-    for name in TERMS:
-        if f"{name}_mean" in h:
-            cols = [f"{_fmt(s[f'{name}_mean'])} ± {_fmt(s[f'{name}_std'])}" for s in (h, t)]
-            lines.append(f"{name:<16}{cols[0]:>20}{cols[1]:>20}")
-    lines.append(f"{'gap (bce)':<16}{_fmt(result['gap']):>20}")
-    laws = result["group_laws"]
-    if laws is not None:
-        lines += ["", f"group laws in logit space ({laws['images']} images, random codes of scale "
-                      f"{laws['code_scale']:.3g}): max / mean |error|"]
-        lines += [f"  {law:<14}{laws[law]['max']:.2e} / {laws[law]['mean']:.2e}"
-                  for law in ("identity", "inverse", "composition")]
-    if result["worst_cells"]:
-        lines += ["", "held-out bce by factor class (worst first):"]
-        lines += [f"  {c['label']:<22}{c['bce']:>9.2f}  ({c['count']:,} images)" for c in result["worst_cells"]]
-        for name, cells in result["by_factor"].items():
-            if len(cells) > 1:
-                lo, hi = min(cells, key=lambda c: c["bce"]), max(cells, key=lambda c: c["bce"])
-                lines.append(f"  {name:<12} best {lo['label']} {lo['bce']:.2f}, worst {hi['label']} {hi['bce']:.2f}")
-    if result.get("path"):
-        lines += ["", f"wrote {result['path']}"]
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Figures of a run (matplotlib, Agg): reconstructions, traversals, the latent space, group laws, losses.
+"""Figures of a run: reconstructions, traversals, the latent space, group laws, losses.
 
 Each figure is one function that takes a Model (or arrays) and a path, so it can be drawn and
 tested on its own; `draw_all(workdir)` draws every figure of a run into workdir/figures:
@@ -13,35 +13,39 @@ tested on its own; `draw_all(workdir)` draws every figure of a run into workdir/
   loss.png         the curves of metrics.jsonl
 
 Images are float arrays (N, H, W, 1) or (N, H, W) in [0, 1]; MAGANet decodes from `x_pivot`
-(1, H, W, 1), the VAE takes x_pivot=None and decodes an image's own code.
+(1, H, W, 1), the VAE takes x_pivot=None and decodes an image's own code. The numbers shown (BCE per
+image) come from `magajax.analysis.evaluate`, and every model call runs through its fixed-size
+batches. Figures are `matplotlib.figure.Figure`s drawn on the Agg canvas: importing this module
+neither imports pyplot nor changes matplotlib's backend.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import animation
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from magajax.analysis.evaluate import apply_in_batches, array_terms, load_model
 
 CURVES = ("loss", "recon", "kl", "latent", "grad_norm")
 DPI = 100
 TILE = 0.9  # inches per image in the reconstruction and group-law figures
 SMALL_TILE = 0.55  # inches per image in the traversal grid and animation
-CHUNK = 64  # rows per model call (see `call`)
+CHUNK = 64  # rows per model call
 
 
 def loss_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
     """One panel per logged term against the step (log-scaled where positive), saved as a PNG."""
     names = [n for n in CURVES if any(n in r for r in records)]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)), 2.8), squeeze=False)
+    fig = Figure(figsize=(3.2 * max(1, len(names)), 2.8))
+    axes = fig.subplots(1, max(1, len(names)), squeeze=False)
     for ax, name in zip(axes[0], names):
         points = [(r["step"], r[name]) for r in records if name in r]
         steps, values = zip(*points)
@@ -56,7 +60,6 @@ def loss_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike, titl
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plain(x: Any) -> np.ndarray:
@@ -89,44 +92,16 @@ def _blank(ax: Any) -> None:
     ax.axis("off")
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
-def call(model: Any, method: str, *args: np.ndarray | None) -> np.ndarray:
-    """`model.<method>(*args)` in chunks of CHUNK rows, each padded to CHUNK, as a NumPy array.
-
-    Arguments with the batch's B rows are split; those with one row (a pivot) are passed whole and
-    broadcast; None passes through. Every call then has one of few shapes, so a figure compiles
-    each model method about once.
-    """
-    arrays = [None if a is None else np.asarray(a) for a in args]
-    n = max(len(a) for a in arrays if a is not None)
-    out = []
-    for start in range(0, n, CHUNK):
-        chunk = []
-        for a in arrays:
-            if a is not None and (len(a) == n or n == 1):
-                part = a[start : start + CHUNK]
-                a = np.concatenate([part, np.repeat(part[-1:], CHUNK - len(part), axis=0)])
-            chunk.append(a)
-        out.append(np.asarray(getattr(model, method)(*chunk))[: min(CHUNK, n - start)])
-    return np.concatenate(out)
-
-
-def _decode_logits(model: Any, x: np.ndarray, x_pivot: np.ndarray | None) -> np.ndarray:
-    """Logits of x decoded from its mean code: MAGANet from x_pivot, the VAE from x itself."""
-    return call(model, "decode_logits", call(model, "encode", x, x_pivot), x_pivot)
-
-
-def _bce(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Σ_pixels BCE-with-logits per image, as magajax.losses.recon, in NumPy."""
-    logits, x = logits.reshape(len(logits), -1), np.asarray(x, np.float32).reshape(len(x), -1)
-    return np.sum(np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits))), axis=1)
+def call(fn: Callable[..., Any], *args: np.ndarray | None) -> np.ndarray:
+    """`fn(*args)` (a Model method) in evaluation's fixed-size batches of CHUNK rows, as a NumPy array."""
+    return apply_in_batches(fn, *args, batch_size=CHUNK)
 
 
 def reconstructions(
@@ -139,15 +114,16 @@ def reconstructions(
     blocks = [("held-out", heldout), ("train", train)]
     width = 2 if x_pivot is None else 3
     rows = max(len(heldout), len(train))
-    fig, axes = plt.subplots(rows, 2 * width + 1, figsize=((2 * width + 0.4) * TILE, rows * TILE + 0.5),
-                             squeeze=False, gridspec_kw={"width_ratios": [1] * width + [0.4] + [1] * width})
+    fig = Figure(figsize=((2 * width + 0.4) * TILE, rows * TILE + 0.5))
+    axes = fig.subplots(rows, 2 * width + 1, squeeze=False,
+                        gridspec_kw={"width_ratios": [1] * width + [0.4] + [1] * width})
     for ax in axes.flat:
         _blank(ax)
     for b, (name, x) in enumerate(blocks):
         if not len(x):
             continue
-        logits = _decode_logits(model, x, x_pivot).astype(np.float64)
-        decoded, bce = 1.0 / (1.0 + np.exp(-logits)), _bce(logits, x)
+        terms = array_terms(model, x, x_pivot, batch_size=CHUNK)
+        decoded, bce = call(model.decode, terms["z"], x_pivot), terms["bce"]
         for i in range(len(x)):
             cols = axes[i, b * (width + 1) : b * (width + 1) + width]
             columns = ([("pivot", _plain(x_pivot)[0], "")] if x_pivot is not None else []) + [
@@ -168,11 +144,11 @@ def _sweeps(
     Entry [k, i, j] decodes z_k + offsets[i, j]·e_i, z_k the target's code (from x_pivot for
     MAGANet), `offsets` of shape (d, m).
     """
-    z0 = call(model, "encode", targets, x_pivot)
+    z0 = call(model.encode, targets, x_pivot)
     n, d = z0.shape
     shifts = np.eye(d, dtype=np.float32)[:, None, :] * offsets[:, :, None]  # (d, m, d)
     z = (z0[:, None, None, :] + shifts[None]).reshape(-1, d)
-    images = _plain(call(model, "decode", z, x_pivot))
+    images = _plain(call(model.decode, z, x_pivot))
     return images.reshape(n, d, offsets.shape[1], *images.shape[1:])
 
 
@@ -204,7 +180,8 @@ def traversal_grid(
     n, _, m, h, _ = sweeps.shape
     unit = "" if scale is None else "σ"
     rows = [f"z{i + 1}" + ("" if scale is None else f" (σ {np.broadcast_to(scale, (d,))[i]:.2g})") for i in range(d)]
-    fig, axes = plt.subplots(1, n, figsize=(n * (m * SMALL_TILE + 0.9), d * SMALL_TILE + 0.9), squeeze=False)
+    fig = Figure(figsize=(n * (m * SMALL_TILE + 0.9), d * SMALL_TILE + 0.9))
+    axes = fig.subplots(1, n, squeeze=False)
     for k, ax in enumerate(axes[0]):
         ax.imshow(mosaic(sweeps[k]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_yticks([(h + 1) * i + h / 2 for i in range(d)], rows, fontsize=6)
@@ -226,23 +203,23 @@ def traversal_animation(
     sweeps = _sweeps(model, targets, x_pivot, _offsets(t, d, scale))  # (n, d, frames, H, W)
     n, _, _, h, _ = sweeps.shape
     unit = "" if scale is None else "σ"
-    fig, ax = plt.subplots(figsize=(d * SMALL_TILE + 0.6, n * SMALL_TILE + 0.7))
+    fig = Figure(figsize=(d * SMALL_TILE + 0.6, n * SMALL_TILE + 0.7), dpi=DPI)
+    ax = fig.subplots()
     shown = ax.imshow(mosaic(sweeps[:, :, 0]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([(h + 1) * i + h / 2 for i in range(d)], [f"z{i + 1}" for i in range(d)], fontsize=7)
     ax.set_yticks([])
     title = ax.set_title("", fontsize=8)
     fig.tight_layout()
-
-    def draw(k: int) -> list[Any]:
+    canvas = FigureCanvasAgg(fig)
+    images = []
+    for k in range(frames):
         shown.set_data(mosaic(sweeps[:, :, k]))
         title.set_text(f"{model.config.model.kind}: code dimension (column) moved by {t[k]:+.2f}{unit}")
-        return [shown, title]
-
-    anim = animation.FuncAnimation(fig, draw, frames=frames, blit=False)
+        canvas.draw()
+        images.append(Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=DPI)
-    plt.close(fig)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     return path
 
 
@@ -293,7 +270,8 @@ def latent_space(
 
     points, how = embed_2d(codes, method)
     panels = list(factors.NAMES) + (["held out"] if held_out is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.2), squeeze=False)
+    fig = Figure(figsize=(3.0 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, name in zip(axes[0], panels):
         if name == "shape":
             for c, label in enumerate(factors.SHAPE_NAMES):
@@ -325,11 +303,12 @@ def identity(model: Any, images: np.ndarray, path: str | os.PathLike) -> Path:
     """
     x = np.asarray(images, np.float32)
     zero = np.zeros((len(x), model.config.model.latent_dim), np.float32)
-    u = call(model, "embed", x)
-    logit_error = np.abs(call(model, "act", zero, u) - u).reshape(len(x), -1).max(axis=1)
-    back = _plain(call(model, "decode", zero, x))
+    u = call(model.embed, x)
+    logit_error = np.abs(call(model.act, zero, u) - u).reshape(len(x), -1).max(axis=1)
+    back = _plain(call(model.decode, zero, x))
     diff = np.abs(back - _plain(x))
-    fig, axes = plt.subplots(len(x), 3, figsize=(3 * TILE + 0.9, len(x) * TILE + 0.6), squeeze=False)
+    fig = Figure(figsize=(3 * TILE + 0.9, len(x) * TILE + 0.6))
+    axes = fig.subplots(len(x), 3, squeeze=False)
     for i in range(len(x)):
         _tile(axes[i, 0], _plain(x)[i], "x (pivot)" if i == 0 else "")
         _tile(axes[i, 1], back[i], "decode(0, x)" if i == 0 else "")
@@ -349,19 +328,20 @@ def composition(
     The last decoded column, decode(z2, decode(z1, x)), takes the second step from the decoded
     image instead of its logits: embed clips logits to ±logit(1 − ε), so it need not agree.
     """
-    z1 = call(model, "encode", a, x_pivot)
-    z2 = call(model, "encode", b, a)
-    u = call(model, "embed", x_pivot)
-    first = call(model, "act", z1, u)
+    z1 = call(model.encode, a, x_pivot)
+    z2 = call(model.encode, b, a)
+    u = call(model.embed, x_pivot)
+    first = call(model.act, z1, u)
     sig = lambda v: _plain(1.0 / (1.0 + np.exp(-np.asarray(v, np.float64))))
-    two_step = sig(call(model, "act", z2, first))
-    one_step = _plain(call(model, "decode", z1 + z2, x_pivot))
-    via_image = _plain(call(model, "decode", z2, sig(first)[..., None]))
+    two_step = sig(call(model.act, z2, first))
+    one_step = _plain(call(model.decode, z1 + z2, x_pivot))
+    via_image = _plain(call(model.decode, z2, sig(first)[..., None]))
     diff = np.abs(two_step - one_step)
     columns = ["x (pivot)", "decode(z1, x)", "σ(act(z2,\nact(z1, u)))", "decode(z1 + z2,\nx)", "|difference|",
                "decode(z2,\ndecode(z1, x))", "b (target)"]
     n = len(a)
-    fig, axes = plt.subplots(n, len(columns), figsize=(len(columns) * TILE + 0.3, n * TILE + 1.0), squeeze=False)
+    fig = Figure(figsize=(len(columns) * TILE + 0.3, n * TILE + 1.0))
+    axes = fig.subplots(n, len(columns), squeeze=False)
     for i in range(n):
         images = [_plain(x_pivot)[0], sig(first)[i], two_step[i], one_step[i], diff[i], via_image[i], _plain(b)[i]]
         for j, (ax, image) in enumerate(zip(axes[i], images)):
@@ -396,7 +376,6 @@ def draw_all(
     Returns:
       The paths written.
     """
-    from magajax.analysis.evaluate import load_model
     from magajax.data.sources import load_dsprites
     from magajax.data.splits import make_split
     from magajax.training import workdir as wd
@@ -416,7 +395,7 @@ def draw_all(
     label = f"{config.model.kind} · {split.name} · step {step}"
 
     rows = pick(np.arange(len(data)), latent_images)
-    codes = call(model, "encode", images(rows), x_pivot)
+    codes = call(model.encode, images(rows), x_pivot)
     scale = codes.std(axis=0) if len(codes) > 1 else None
     held = np.isin(rows, split.test)
     paths = [

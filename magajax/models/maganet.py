@@ -21,7 +21,23 @@ from flax import linen as nn
 from magajax.config import ModelConfig
 from magajax.flows.glow import Glow
 from magajax.models.encoder import Encoder
-from magajax.models.vae import sample
+
+
+def transformation_code(
+    mean_v: jnp.ndarray, logvar_v: jnp.ndarray, mean_p: jnp.ndarray, logvar_p: jnp.ndarray, key: jax.Array | None
+) -> jnp.ndarray:
+    """z = s_v − s_p from the posteriors N(μ_v, σ_v²) and N(μ_p, σ_p²), broadcast against each other.
+
+    Without `key`, s = μ; with it, s = μ + σ·ε, ε ~ N(0, I) drawn for every pair (ε_p with the first
+    half of split(key), ε_v with the second), so z ~ N(μ_v − μ_p, σ_v² + σ_p²).
+    """
+    shape = jnp.broadcast_shapes(mean_v.shape, mean_p.shape)
+    if key is None:
+        return jnp.broadcast_to(mean_v - mean_p, shape)
+    key_p, key_v = jax.random.split(key)
+    noise_p = jax.random.normal(key_p, shape)
+    noise_v = jax.random.normal(key_v, shape)
+    return (mean_v + jnp.exp(0.5 * logvar_v) * noise_v) - (mean_p + jnp.exp(0.5 * logvar_p) * noise_p)
 
 
 class MAGANet(nn.Module):
@@ -63,15 +79,7 @@ class MAGANet(nn.Module):
         independently for every pair, so z ~ N(μ_v − μ_p, σ_v² + σ_p²) even when one pivot is
         broadcast against B varying images.
         """
-        mean_v, logvar_v = self.posterior(x_varying)
-        mean_p, logvar_p = self.posterior(x_pivot)
-        shape = jnp.broadcast_shapes(mean_v.shape, mean_p.shape)
-        if key is None:
-            return jnp.broadcast_to(mean_v - mean_p, shape)
-        key_v, key_p = jax.random.split(key)
-        s_v = sample(jnp.broadcast_to(mean_v, shape), jnp.broadcast_to(logvar_v, shape), key_v)
-        s_p = sample(jnp.broadcast_to(mean_p, shape), jnp.broadcast_to(logvar_p, shape), key_p)
-        return s_v - s_p
+        return transformation_code(*self.posterior(x_varying), *self.posterior(x_pivot), key)
 
     def to_flow(self, u: jnp.ndarray) -> jnp.ndarray:
         """y = f(u): logits (B, H, W, 1) → (B, H/2^L, W/2^L, 4^L)."""

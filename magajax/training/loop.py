@@ -96,7 +96,7 @@ def train(
         start = 0
     state = tr.replicate(jax.device_get(state), mesh)
     step_key = tr.replicate(step_key, mesh)
-    train_step = tr.make_train_step(config, model, tx, device_data, mesh)
+    train_step = tr.make_train_step(config, model, tx, mesh)
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1  # see DESIGN §2
 
     total = config.train.steps
@@ -104,7 +104,7 @@ def train(
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     clock, clock_step = None, start
     for step in range(start + 1, total + 1):
-        state, metrics = train_step(state, step_key)
+        state, metrics = train_step(state, step_key, device_data)
         pending.append((step, metrics))
         if block_each_step:
             jax.block_until_ready(metrics["loss"])

@@ -1,11 +1,12 @@
 """The jitted, data-parallel train step: pairs sampled on device, one pure update.
 
-`train_step(state, key) -> (state, metrics)` draws its pairs from the images already on
+`train_step(state, key, data) -> (state, metrics)` draws its pairs from the images already on
 the device with the step key fold_in(key, state.step), so a resumed run draws exactly the
 numbers of an uninterrupted one and the host never moves an image inside the loop. The
 batch is sharded over a 1-D device mesh ('data'); variables and optimiser state are
-replicated. A step whose loss or gradients are not finite leaves the state unchanged and
-reports it in its metrics, so the last good state (and checkpoint) survives.
+replicated. The loss is the batch mean of `magajax.objective.terms`. A step whose loss,
+gradients or updated state are not finite leaves the state unchanged and reports it in its
+metrics, so the last good state (and checkpoint) survives.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from magajax import objective as losses
+from magajax import objective
 from magajax.config import Config, TrainConfig
 from magajax.data.pairs import pair_rows, sample_pairs, unpack_images
-from magajax.models.maganet import MAGANet
-from magajax.models.vae import VAE
 
 Metrics = dict[str, jax.Array]
 
@@ -48,9 +47,13 @@ class DeviceData(struct.PyTreeNode):
 
 
 def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam(lr), after a global-norm clip when `config.clip > 0`."""
-    adam = optax.adam(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.clip), adam) if config.clip > 0 else adam
+    """Adam(lr) after a global-norm clip (the identity when `config.clip` is 0).
+
+    The optimiser state has one structure whatever `clip` and `lr` are, so a run can resume with
+    another --train.clip or --train.lr (e.g. to recover from a divergence).
+    """
+    clip = optax.clip_by_global_norm(config.clip) if config.clip > 0 else optax.identity()
+    return optax.chain(clip, optax.adam(config.lr))
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -67,8 +70,8 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
         )
 
 
-def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """(x_pivot, x_varying, π): in 'shuffle' mode x_pivot = x_varying[π], in 'pivot' mode π is None."""
+def draw_pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """(x_pivot, x_varying, π) of one batch: in 'shuffle' mode x_pivot = x_varying[π], in 'pivot' mode π is None."""
     if config.data.pairs != "shuffle":
         return (*sample_pairs(
             data.images, data.train_rows, data.pivot_row, key,
@@ -79,52 +82,21 @@ def _pairs(config: Config, data: DeviceData, key: jax.Array) -> tuple[jax.Array,
     return x_varying[perm], x_varying, perm
 
 
-def maganet_loss(
-    model: MAGANet, variables: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array,
-    config: Config, pivot_index: jax.Array | None = None,
+def mean_loss(
+    model: nn.Module, variables: Any, x_pivot: jax.Array, x_varying: jax.Array, perm: jax.Array | None,
+    key: jax.Array, config: Config,
 ) -> tuple[jax.Array, Metrics]:
-    """Mean over the batch of recon + β_KL·kl + β_lat·latent (DESIGN §4).
-
-    Nothing is computed twice: with `pairs=pivot` every x_pivot is the same image, so its
-    encoding and its flow image f(embed(x_pivot)) are computed once and broadcast over the
-    batch; with `pivot_index` (x_pivot = x_varying[pivot_index], 'shuffle' pairs) the pivots'
-    encodings are the varying images' ones, permuted.
-    """
-    apply = lambda *a, method: model.apply(variables, *a, method=method)
-    if config.data.pairs == "pivot":
-        x_pivot = x_pivot[:1]
-    if pivot_index is not None:
-        mean_v, logvar_v = apply(x_varying, method="posterior")
-        mean_p, logvar_p = mean_v[pivot_index], logvar_v[pivot_index]
-    else:
-        n_pivot = x_pivot.shape[0]
-        mean, logvar = apply(jnp.concatenate([x_pivot, x_varying]), method="posterior")
-        mean_p, logvar_p, mean_v, logvar_v = mean[:n_pivot], logvar[:n_pivot], mean[n_pivot:], logvar[n_pivot:]
-    k_p, k_v = jax.random.split(key)
-    noise_p = jax.random.normal(k_p, mean_v.shape)
-    noise_v = jax.random.normal(k_v, mean_v.shape)
-    z = (mean_v + jnp.exp(0.5 * logvar_v) * noise_v) - (mean_p + jnp.exp(0.5 * logvar_p) * noise_p)
-    y_pivot = apply(apply(x_pivot, method="embed"), method="to_flow")
-    logits = apply(y_pivot + apply(z, method="shift"), method="from_flow")
-    mean_hat, _ = apply(jax.nn.sigmoid(logits), method="posterior")
-    recon = losses.recon(logits, x_varying)
-    kl = losses.kl(*losses.code_distribution(mean_v, logvar_v, mean_p, logvar_p))
-    latent = losses.latent(mean_hat - mean_p, z)
-    total = losses.maganet_total(recon, kl, latent, config.train.beta_kl, config.train.beta_lat)
-    metrics = {"recon": recon.mean(), "kl": kl.mean(), "latent": latent.mean()}
-    return total.mean(), metrics
+    """The batch mean of `objective.terms` with sampled codes: (mean total, the mean of each other term)."""
+    pairs = config.data.pairs if perm is None else "shuffle"
+    per_pair = objective.terms(model, variables, x_pivot, x_varying, key, config.train, pairs=pairs, perm=perm)
+    means = {name: value.mean() for name, value in per_pair.items() if name != "z"}
+    return means.pop("total"), means
 
 
-def vae_loss(
-    model: VAE, variables: Any, x_pivot: jax.Array, x_varying: jax.Array, key: jax.Array, config: Config,
-) -> tuple[jax.Array, Metrics]:
-    """Mean over the batch of recon + β·kl (β = train.beta_kl); the VAE reconstructs x_varying."""
-    del x_pivot
-    logits, mean, logvar = model.apply(variables, x_varying, key)
-    recon = losses.recon(logits, x_varying)
-    kl = losses.kl(mean, logvar)
-    total = losses.vae_total(recon, kl, config.train.beta_kl)
-    return total.mean(), {"recon": recon.mean(), "kl": kl.mean()}
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every floating-point entry of `tree` is finite, as a boolean scalar."""
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def init_state(
@@ -132,7 +104,7 @@ def init_state(
 ) -> TrainState:
     """Parameters initialised on a real batch (ActNorm's data-dependent init), step 0."""
     pair_key, init_key, sample_key = jax.random.split(key, 3)
-    x_pivot, x_varying, _ = _pairs(config, data, pair_key)
+    x_pivot, x_varying, _ = draw_pairs(config, data, pair_key)
     init = jax.jit(model.init)
     if config.model.kind == "vae":
         variables = init(init_key, x_varying, sample_key)
@@ -141,31 +113,35 @@ def init_state(
     return TrainState(step=jnp.zeros((), jnp.int32), variables=variables, opt_state=tx.init(variables))
 
 
-def make_step_fn(
+def make_train_step(
     config: Config, model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh
 ) -> Callable[[TrainState, jax.Array, DeviceData], tuple[TrainState, Metrics]]:
     """The jitted step `(state, root_key, data) -> (state, metrics)`, state donated.
 
-    `make_train_step` binds `data`; this form is what `.lower(...).compile()` takes (benchmarks).
+    Step t draws its pairs and codes with fold_in(root_key, t). The update is applied only when
+    the loss, the gradients and the updated variables and optimiser state are all finite; otherwise
+    the variables and optimiser state stay as they were (the step count still advances).
+
+    Metrics: each loss term's batch mean, the total ('loss'), the global norms of the gradients and
+    of the variables, and `finite` (1 when the update was applied, 0 when it was skipped).
+    `.lower(state, root_key, data).compile()` gives the compiled step (benchmarks).
     """
     check_batch(config.train.batch_size, mesh)
-    loss_fn = vae_loss if config.model.kind == "vae" else maganet_loss
     batch_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
 
     def step(state: TrainState, root_key: jax.Array, data: DeviceData) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(root_key, state.step)
         pair_key, loss_key = jax.random.split(key)
-        x_pivot, x_varying, perm = _pairs(config, data, pair_key)
+        x_pivot, x_varying, perm = draw_pairs(config, data, pair_key)
         x_pivot = jax.lax.with_sharding_constraint(x_pivot, batch_sharding)
         x_varying = jax.lax.with_sharding_constraint(x_varying, batch_sharding)
-        extra = () if perm is None or config.model.kind == "vae" else (perm,)
-        grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
-        (loss, metrics), grads = grad_fn(model, state.variables, x_pivot, x_varying, loss_key, config, *extra)
+        grad_fn = jax.value_and_grad(mean_loss, argnums=1, has_aux=True)
+        (loss, metrics), grads = grad_fn(model, state.variables, x_pivot, x_varying, perm, loss_key, config)
         grad_norm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.variables)
         variables = optax.apply_updates(state.variables, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(variables) & all_finite(opt_state)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         new_state = TrainState(
             step=state.step + 1,
@@ -177,18 +153,6 @@ def make_step_fn(
         return new_state, metrics
 
     return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
-
-
-def make_train_step(
-    config: Config, model: nn.Module, tx: optax.GradientTransformation, data: DeviceData, mesh: Mesh
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
-    """The jitted step `(state, root_key) -> (state, metrics)`, state donated.
-
-    Metrics: each loss term, the total, gradient and parameter global norms, and `finite`
-    (1 when the update was applied, 0 when a non-finite loss or gradient skipped it).
-    """
-    jitted = make_step_fn(config, model, tx, mesh)
-    return lambda state, key: jitted(state, key, data)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from magajax import config as cfg
+from magajax import objective
 from magajax.analysis import bench as bn
 from magajax.data.splits import make_split
 from magajax.models import build
@@ -36,11 +37,10 @@ def test_bfloat16_loss_is_close_to_float32(tiny_config, small_dsprites):
     data = _device_data(config, small_dsprites)
     model, tx = build(config.model), tr.create_optimizer(config.train)
     params = tr.init_state(config, model, tx, data, jax.random.PRNGKey(0)).variables
-    x_pivot, x_varying, perm = tr._pairs(config, data, jax.random.PRNGKey(1))
-    extra = () if perm is None else (perm,)
+    x_pivot, x_varying, perm = tr.draw_pairs(config, data, jax.random.PRNGKey(1))
     key = jax.random.PRNGKey(2)
-    loss32, _ = tr.maganet_loss(model, params, x_pivot, x_varying, key, config, *extra)
-    loss16, _ = tr.maganet_loss(build(bf16.model), params, x_pivot, x_varying, key, bf16, *extra)
+    loss32, _ = tr.mean_loss(model, params, x_pivot, x_varying, perm, key, config)
+    loss16, _ = tr.mean_loss(build(bf16.model), params, x_pivot, x_varying, perm, key, bf16)
     assert loss16.dtype == jnp.float32
     assert jax.tree.leaves(jax.tree.map(lambda p: p.dtype, params)) == [jnp.float32] * len(jax.tree.leaves(params))
     np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
@@ -50,16 +50,16 @@ def test_bfloat16_loss_is_close_to_float32(tiny_config, small_dsprites):
 def test_train_step_is_traced_once(tiny_config, small_dsprites, monkeypatch):
     tiny_config = cfg.override(tiny_config, {"pairs": "shuffle"})
     traces = []
-    loss = tr.maganet_loss
-    monkeypatch.setattr(tr, "maganet_loss", lambda *a, **k: (traces.append(1), loss(*a, **k))[1])
+    terms = objective.terms
+    monkeypatch.setattr(objective, "terms", lambda *a, **k: (traces.append(1), terms(*a, **k))[1])
     data = _device_data(tiny_config, small_dsprites)
     model, tx = build(tiny_config.model), tr.create_optimizer(tiny_config.train)
     mesh = tr.make_mesh()
     state = tr.init_state(tiny_config, model, tx, data, jax.random.PRNGKey(0))
     state = tr.replicate(jax.device_get(state), mesh)  # as `run.train` does: the step's output sharding
-    step = tr.make_train_step(tiny_config, model, tx, data, mesh)
+    step = tr.make_train_step(tiny_config, model, tx, mesh)
     key = jax.random.PRNGKey(1)
     for _ in range(3):
-        state, metrics = step(state, key)
+        state, metrics = step(state, key, data)
     jax.block_until_ready(metrics)
     assert int(state.step) == 3 and len(traces) == 1

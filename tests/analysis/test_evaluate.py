@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from experiments import evaluate as entry
+from magajax import api
 from magajax.analysis import evaluate as ev
+from magajax.analysis.report import format_table
 from magajax.data import factors
 from magajax.data.splits import make_split
 from magajax.training import workdir as wd
-from tests.helpers import tiny_config
+from tests.helpers import loss_oracle, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +26,20 @@ def maganet_result(tiny_runs, small_dsprites, tmp_path_factory):
     return workdir, ev.evaluate(workdir, data=small_dsprites, batch_size=16, train_subset=40, progress=False)
 
 
-def _direct_bce(model, data, rows, pivot_row):
-    """BCE per image through the public Model API, one image at a time in NumPy."""
+def _images(data, rows, size):
+    """Images of `rows` as the model sees them, in NumPy: each pixel the mean of a (64/size)² block."""
+    return data.unpacked(rows).astype(np.float32).reshape(len(rows), size, 64 // size, size, 64 // size).mean(
+        axis=(2, 4))[..., None]
+
+
+def _direct_bce(model, data, rows, pivot_row=None):
+    """BCE per image through the public Model API and the loss oracle (mean codes)."""
     size = model.config.model.image_size
-    images = lambda r: data.unpacked(r).astype(np.float32).reshape(
-        len(r), size, 64 // size, size, 64 // size).mean(axis=(2, 4))[..., None]
-    x, x_pivot = images(rows), images([pivot_row])
-    logits = np.asarray(model.decode_logits(model.encode(x, x_pivot), x_pivot), np.float64)
-    bce = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
-    return bce.reshape(len(rows), -1).sum(axis=1)
+    x = _images(data, rows, size)
+    x_pivot = None if pivot_row is None else _images(data, [pivot_row], size)
+    logits = model.decode_logits(model.encode(x, x_pivot), x_pivot)
+    zeros = np.zeros((len(rows), model.config.model.latent_dim))
+    return loss_oracle(logits, x, zeros, zeros, 0.0)["recon"]
 
 
 def test_heldout_bce_is_the_exact_mean_over_every_heldout_image(maganet_result, small_dsprites):
@@ -67,6 +74,28 @@ def test_iterator_sees_each_heldout_image_once_whatever_the_batch(tiny_runs, sma
     assert ev.summary(empty) == {"count": 0, **{f"{t}_{s}": None for t in ev.TERMS for s in ("mean", "std")}}
 
 
+def test_every_term_per_image_matches_the_oracle(tiny_runs, small_dsprites):
+    """image_terms (packed rows) and array_terms (float images) give the oracle's terms with mean codes."""
+    model, _ = ev.load_model(tiny_runs["maganet"])
+    split = make_split("element", small_dsprites.classes)
+    rows = split.test[:10]
+    packed, local = ev.on_device(small_dsprites.images, np.concatenate([rows, [split.pivot_row]]))
+    terms = ev.image_terms(model, packed, local(rows), int(local([split.pivot_row])[0]), batch_size=4)
+    x, x_pivot = _images(small_dsprites, rows, 16), _images(small_dsprites, [split.pivot_row], 16)
+    posterior = lambda images: model.module.apply(model.variables, images, method="posterior")
+    (mean_v, logvar_v), (mean_p, logvar_p) = posterior(x), posterior(x_pivot)
+    logits = model.decode_logits(model.encode(x, x_pivot), x_pivot)
+    mean_read = posterior(jax.nn.sigmoid(logits))[0]
+    train = model.config.train
+    expected = loss_oracle(logits, x, mean_v, logvar_v, train.beta_kl, mean_p=mean_p, logvar_p=logvar_p,
+                           mean_read=mean_read, beta_lat=train.beta_lat)
+    expected["bce"] = expected.pop("recon")
+    from_arrays = ev.array_terms(model, x, x_pivot, batch_size=4)
+    for name in ("bce", "kl", "latent", "total", "z"):
+        np.testing.assert_allclose(terms[name], expected[name], rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(from_arrays[name], terms[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_group_laws_of_the_trained_model_hold(maganet_result):
     laws = maganet_result[1]["group_laws"]
     assert laws["images"] == maganet_result[1]["heldout"]["count"] and laws["code_scale"] > 0
@@ -74,7 +103,7 @@ def test_group_laws_of_the_trained_model_hold(maganet_result):
         assert 0 <= laws[law]["mean"] <= laws[law]["max"] < 1e-3, (law, laws[law])
 
 
-def test_group_law_errors_measure_a_broken_action(monkeypatch):
+def test_group_law_errors_measure_a_broken_action():
     """act(z, u) = u + |z|²: identity holds, inverse is off by 2|z1|², composition by −2 z1·z2."""
 
     class Squares:
@@ -83,13 +112,11 @@ def test_group_law_errors_measure_a_broken_action(monkeypatch):
             return u + jax.numpy.sum(z**2, axis=1)[:, None, None, None]
 
     config = dataclasses.replace(tiny_config().model, latent_dim=3)
-    monkeypatch.setattr(ev, "build", lambda c: Squares())
-    ev._law_step.cache_clear()
-    model = types.SimpleNamespace(is_vae=False, variables={}, config=types.SimpleNamespace(model=config))
+    model = types.SimpleNamespace(is_vae=False, variables={}, module=Squares(),
+                                  config=types.SimpleNamespace(model=config))
     u = np.random.default_rng(0).normal(size=(5, 16, 16, 1)).astype(np.float32)
     scale = np.array([0.5, 1.0, 2.0], np.float32)
     laws = ev.group_law_errors(model, u, scale, seed=7, batch_size=2)
-    ev._law_step.cache_clear()
     z1, z2 = np.random.default_rng(7).standard_normal((2, 5, 3)).astype(np.float32) * scale
     assert laws["images"] == 5 and laws["identity"] == {"max": 0.0, "mean": 0.0}
     np.testing.assert_allclose(laws["inverse"]["max"], np.max(2 * np.sum(z1**2, axis=1)), rtol=1e-5)
@@ -144,18 +171,16 @@ def test_vae_reconstructs_the_heldout_images(tiny_runs, small_dsprites):
                          write=False)
     split = make_split("element", small_dsprites.classes)
     model, _ = ev.load_model(tiny_runs["vae"])
-    x = small_dsprites.unpacked(split.test).astype(np.float32).reshape(-1, 16, 4, 16, 4).mean(axis=(2, 4))[..., None]
-    logits = np.asarray(model.decode_logits(model.encode(x)), np.float64)
-    bce = (np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))).reshape(len(x), -1).sum(axis=1)
+    bce = _direct_bce(model, small_dsprites, split.test)
     assert result["kind"] == "vae" and result["group_laws"] is None and "latent_mean" not in result["heldout"]
     np.testing.assert_allclose(result["heldout"]["bce_mean"], bce.mean(), rtol=1e-5)
-    table = ev.format_table(result)
+    table = format_table(result)
     assert "group laws" not in table and "bce" in table and "held-out" in table
 
 
 def test_to_diff_is_zero_for_a_model_against_itself(tiny_runs, small_dsprites):
     model, _ = ev.load_model(tiny_runs["maganet"])
-    shifted = ev.api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.variables))
+    shifted = api.Model(model.config, jax.tree.map(lambda p: p * 1.5, model.variables))
     rows = make_split("range-blog", small_dsprites.classes).test[:50]
     same = ev.to_diff(model, model, small_dsprites, rows, batch_size=16)
     apart = ev.to_diff(model, shifted, small_dsprites, rows, batch_size=16)

@@ -1,5 +1,9 @@
 """Figures of a run: every file is a valid image of a sensible size; the helpers lay out what they say."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,3 +69,19 @@ def test_pca_embedding_finds_the_main_direction():
         figures.embed_2d(codes[:1], "pca")
     with pytest.raises(ValueError, match="unknown method"):
         figures.embed_2d(codes, "tsne")
+
+
+def test_importing_figures_leaves_the_backend_alone():
+    """A notebook's backend survives `import magajax.analysis.figures`, and pyplot is not imported."""
+    code = ("import sys, matplotlib; matplotlib.use('svg'); import magajax.analysis.figures; "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["svg", "False"]
+
+
+def test_loss_curves_draw_every_logged_term(tmp_path):
+    records = [{"step": s, "loss": 100.0 / s, "recon": 90.0 / s, "kl": 1.0 + s, "grad_norm": 2.0} for s in range(1, 9)]
+    figures.loss_curves(records, tmp_path / "loss.png", title="tiny")
+    _check_image(tmp_path / "loss.png", "PNG")
