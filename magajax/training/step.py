@@ -48,9 +48,12 @@ class DeviceData(struct.PyTreeNode):
 
 
 def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam(lr), after a global-norm clip when `config.clip > 0`."""
-    adam = optax.adam(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.clip), adam) if config.clip > 0 else adam
+    """Adam(lr) after a global-norm clip (the identity when `config.clip` is 0).
+
+    The state's structure does not depend on `clip`, so a run can resume with clipping turned on or off.
+    """
+    clip = optax.clip_by_global_norm(config.clip) if config.clip > 0 else optax.identity()
+    return optax.chain(clip, optax.adam(config.lr))
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
