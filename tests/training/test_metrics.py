@@ -1,0 +1,62 @@
+"""Metric writers: metrics.jsonl, TensorBoard events (read back from the event file), fan-out."""
+
+import struct
+import sys
+
+import pytest
+
+from magajax.training import workdir as wd
+from magajax.training.metrics import JsonlWriter, MultiWriter, TensorBoardWriter, open_writer
+
+
+def read_events(logdir):
+    """(tag, step, value) of every scalar in the TFRecord event files of `logdir`."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            scalars += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return scalars
+
+
+def test_jsonl_writer_round_trips_through_read_metrics(tmp_path):
+    writer = JsonlWriter(tmp_path / "metrics.jsonl")
+    writer.write_scalars(2, {"loss": 3.5, "recon": 1.25})
+    writer.flush()
+    assert wd.read_metrics(tmp_path) == [{"step": 2, "loss": 3.5, "recon": 1.25}]  # flushed: readable while open
+    writer.write_scalars(4, {"loss": 2.5})
+    writer.close()
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [2, 4]
+
+
+def test_tensorboard_writer_writes_scalar_events(tmp_path):
+    writer = TensorBoardWriter(tmp_path)
+    writer.write_scalars(3, {"loss": 2.0, "recon": 1.5})
+    writer.close()
+    assert sorted(read_events(tmp_path)) == [("loss", 3, 2.0), ("recon", 3, 1.5)]
+
+
+def test_missing_tensorboardx_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(ImportError, match="pip install tensorboardX"):
+        TensorBoardWriter(tmp_path)
+
+
+def test_multi_writer_fans_out_and_open_writer_builds_the_runs(tmp_path):
+    writer = open_writer(tmp_path, start=0, tensorboard=True)
+    assert isinstance(writer, MultiWriter) and len(writer.writers) == 2
+    writer.write_scalars(1, {"loss": 4.0})
+    writer.close()
+    assert wd.read_metrics(tmp_path) == [{"step": 1, "loss": 4.0}]
+    assert read_events(tmp_path / "tensorboard") == [("loss", 1, 4.0)]
+    (tmp_path / "b").mkdir()
+    only_jsonl = open_writer(tmp_path / "b")
+    assert len(only_jsonl.writers) == 1
+    only_jsonl.close()
+    MultiWriter([]).close()
