@@ -1,4 +1,5 @@
-"""A tiny training run in a subprocess, for the tests that kill, signal or lock a run.
+"""Training test helpers: a tiny run in a subprocess (for the tests that kill, signal or lock a run),
+the steps of a workdir's checkpoints, and the scalars of TensorBoard event files.
 
 `start_run(workdir, overrides)` starts `loop.train` on 301 rendered images with
 `tests.helpers.tiny_config()` and `overrides`; the process exits with `Interrupted.exit_code`
@@ -8,6 +9,7 @@ when a signal stops it, and with 2 after printing `error: ...` for the errors th
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -68,3 +70,19 @@ def wait_for_step(run: subprocess.Popen, workdir: Path, step: int, timeout: floa
 def checkpoint_steps(workdir: Path) -> list[int]:
     """The steps of the complete checkpoints in workdir/checkpoints."""
     return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def read_events(logdir):
+    """(tag, step, value) of every scalar in the TFRecord event files of `logdir`."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            scalars += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return scalars

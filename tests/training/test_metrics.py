@@ -1,28 +1,12 @@
 """Metric writers: metrics.jsonl, TensorBoard events (read back from the event file), fan-out."""
 
-import struct
 import sys
 
 import pytest
 
 from magajax.training import workdir as wd
 from magajax.training.metrics import JsonlWriter, MultiWriter, TensorBoardWriter, open_writer
-
-
-def read_events(logdir):
-    """(tag, step, value) of every scalar in the TFRecord event files of `logdir`."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    scalars = []
-    for path in sorted(logdir.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = Event.FromString(data[pos + 12:pos + 12 + length])
-            pos += 12 + length + 4
-            scalars += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
-    return scalars
+from tests.training.helpers import read_events
 
 
 def test_jsonl_writer_round_trips_through_read_metrics(tmp_path):
