@@ -33,7 +33,7 @@ from magajax.training import step as tr
 from magajax.training import workdir as wd
 from magajax.training.checkpoint import Checkpoints
 from magajax.training.lock import WorkdirLock
-from magajax.training.metrics import open_writer
+from magajax.training.metrics import open_writer, summary_writer_class
 from magajax.training.setup import setup
 from magajax.training.signals import StopRequests
 
@@ -90,12 +90,15 @@ def train(
 
     Raises:
       WorkdirInUse (an OSError): another process is training in `workdir`.
+      ImportError: `tensorboard` is asked for and tensorboardX is not installed.
       FloatingPointError: a step's update was skipped as non-finite.
       Interrupted: SIGTERM or SIGINT stopped the run after saving a checkpoint.
     """
     mesh = tr.make_mesh()
     tr.check_batch(config.train.batch_size, mesh)
     lead = jax.process_index() == 0
+    if tensorboard and lead:
+        summary_writer_class()  # a missing tensorboardX fails now, not after loading and compiling
     with contextlib.ExitStack() as stack:
         if lead:
             stack.enter_context(WorkdirLock(workdir))

@@ -48,6 +48,17 @@ class JsonlWriter:
             self.file.close()
 
 
+def summary_writer_class() -> type:
+    """tensorboardX's SummaryWriter, or an ImportError saying how to install it."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ImportError(
+            f"TensorBoard logging needs tensorboardX ({e}); `pip install tensorboardX`, or train without --tensorboard"
+        ) from e
+    return SummaryWriter
+
+
 class TensorBoardWriter:
     """TensorBoard scalars in `logdir`, through tensorboardX.
 
@@ -58,14 +69,7 @@ class TensorBoardWriter:
     """
 
     def __init__(self, logdir: str | os.PathLike, purge_step: int | None = None):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError as e:
-            raise ImportError(
-                f"TensorBoard logging needs tensorboardX ({e}); `pip install tensorboardX`, or train without "
-                "--tensorboard"
-            ) from e
-        self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
+        self.writer = summary_writer_class()(str(logdir), purge_step=purge_step)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         for name, value in scalars.items():

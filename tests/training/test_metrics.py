@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from magajax import config as cfg
+from magajax.training import loop as run
 from magajax.training import workdir as wd
 from magajax.training.metrics import JsonlWriter, MultiWriter, TensorBoardWriter, open_writer
 from tests.training.helpers import read_events
@@ -26,10 +28,13 @@ def test_tensorboard_writer_writes_scalar_events(tmp_path):
     assert sorted(read_events(tmp_path)) == [("loss", 3, 2.0), ("recon", 3, 1.5)]
 
 
-def test_missing_tensorboardx_is_a_clear_error(tmp_path, monkeypatch):
+def test_missing_tensorboardx_is_a_clear_error(tmp_path, monkeypatch, tiny_config):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ImportError, match="pip install tensorboardX"):
         TensorBoardWriter(tmp_path)
+    config = cfg.override(tiny_config, {"data.source": f"file:{tmp_path}/missing.npz"})
+    with pytest.raises(ImportError, match="pip install tensorboardX"):  # before loading data
+        run.train(config, tmp_path / "run", progress=False, tensorboard=True)
 
 
 def test_multi_writer_fans_out_and_open_writer_builds_the_runs(tmp_path):
