@@ -141,7 +141,7 @@ def train(
                 clock, clock_step = time.perf_counter(), step
             stop = stops.signum is not None and step < total
             save_now = step % config.train.checkpoint_every == 0 or step == total or stop
-            if save_now or stop or step % config.train.log_every == 0:
+            if save_now or step % config.train.log_every == 0:
                 record = summarise(pending, config, saved)  # raises before any save after a skipped step
                 pending.clear()
                 now = time.perf_counter()
