@@ -1,12 +1,22 @@
-"""A training run in a workdir: load data, resume, loop, log, checkpoint, draw.
+"""A training run in a workdir: lock, load data, resume, loop, log, checkpoint, draw.
 
 `train(config, workdir)` is what `python -m experiments.train` calls and what tests call.
-Starting in a workdir with checkpoints resumes from the latest one.
+Starting in a workdir with checkpoints resumes from the latest one. A run
+
+- holds the workdir's lock for its whole life: a second run on the same workdir fails at once;
+- rewrites metrics.jsonl on (re)start to the steps up to its checkpoint, so no step is logged twice;
+- stops at the first step whose update was skipped as non-finite, without saving, and says how to
+  resume (lower train.lr or set train.clip, then rerun the same command);
+- on SIGTERM or SIGINT finishes the current step, saves a checkpoint, waits for it to be on disk
+  and raises `Interrupted` (exit code 128 + signal number);
+- draws figures/loss.png once, at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +29,13 @@ from magajax.analysis import figures
 from magajax.config import Config
 from magajax.data.sources import DSprites, load_dsprites
 from magajax.data.splits import make_split
-from magajax.models import build
 from magajax.training import step as tr
 from magajax.training import workdir as wd
 from magajax.training.checkpoint import Checkpoints
+from magajax.training.lock import WorkdirLock
+from magajax.training.metrics import open_writer, summary_writer_class
+from magajax.training.setup import setup
+from magajax.training.signals import StopRequests
 
 
 class Interrupted(Exception):
@@ -33,17 +46,24 @@ class Interrupted(Exception):
         self.exit_code = exit_code
 
 
-def _check_finite(records: list[dict[str, Any]], ckpt: Checkpoints) -> None:
-    """Raises FloatingPointError at the first step whose update was skipped as non-finite."""
-    for r in records:
+def summarise(pending: list[tuple[int, dict[str, jax.Array]]], config: Config, saved: int | None) -> dict[str, float]:
+    """The mean of each metric over the steps of `pending`.
+
+    Raises FloatingPointError at the first step whose update was skipped (`finite` 0): the state
+    then is the last good one, but nothing more is saved or logged.
+    """
+    records = [{k: float(v) for k, v in jax.device_get(m).items()} for _, m in pending]
+    for (step, _), r in zip(pending, records):
         if r["finite"] < 1:
-            bad = [k for k, v in r.items() if isinstance(v, float) and not np.isfinite(v)]
-            saved = ckpt.steps()
+            bad = ", ".join(k for k, v in r.items() if not np.isfinite(v)) or "update"
+            clip = config.train.clip
+            last = f"step {saved}" if saved else "step 0 (no checkpoint yet)"
             raise FloatingPointError(
-                f"step {r['step']}: non-finite {', '.join(bad) or 'gradient'} ({r}); training stopped, "
-                f"the last good checkpoint is {ckpt.directory / str(saved[-1]) if saved else 'none'}. "
-                "Lower --lr or set --clip, then resume."
+                f"step {step}: non-finite {bad}, the update was skipped and training stopped without saving; "
+                f"lower --train.lr (now {config.train.lr:g}) or {'lower' if clip > 0 else 'set'} --train.clip "
+                f"(now {clip:g}), then rerun the same command to resume from {last}"
             )
+    return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
 
 
 def train(
@@ -53,93 +73,107 @@ def train(
     data: DSprites | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
 ) -> tr.TrainState:
     """Trains `config` in `workdir` up to `config.train.steps`, resuming if it holds checkpoints.
 
     Args:
       config: the run's configuration.
-      workdir: the run's folder (config.json, metrics.jsonl, checkpoints/, figures/).
+      workdir: the run's folder (see `workdir`).
       data: a dSprites container to use instead of loading `config.data.source`.
       overwrite: move a previous run with another config aside instead of refusing.
       progress: show a progress bar.
+      tensorboard: also write the metrics as TensorBoard events in workdir/tensorboard/.
 
     Returns:
       The final TrainState (replicated over the devices).
+
+    Raises:
+      WorkdirInUse (an OSError): another process is training in `workdir`.
+      ImportError: `tensorboard` is asked for and tensorboardX is not installed.
+      FloatingPointError: a step's update was skipped as non-finite.
+      Interrupted: SIGTERM or SIGINT stopped the run after saving a checkpoint.
     """
     mesh = tr.make_mesh()
     tr.check_batch(config.train.batch_size, mesh)
-    if data is None:
-        data = load_dsprites(config.data.source)
-    split = make_split(config.data.split, data.classes, config.data.pivot)
-    model = build(config.model)
-    root = wd.prepare(workdir, config, overwrite=overwrite)
     lead = jax.process_index() == 0
+    if tensorboard and lead:
+        summary_writer_class()  # a missing tensorboardX fails now, not after loading and compiling
+    with contextlib.ExitStack() as stack:
+        if lead:
+            stack.enter_context(WorkdirLock(workdir))
+        stops = stack.enter_context(StopRequests())
+        if data is None:
+            data = load_dsprites(config.data.source)
+        split = make_split(config.data.split, data.classes, config.data.pivot)
+        root = wd.prepare(workdir, config, overwrite=overwrite)
+        run = setup(config, data, split, mesh)
+        ckpt = Checkpoints(root, keep=config.train.keep)
+        stack.callback(ckpt.close)  # waits for a checkpoint being written, whatever stops the run
+        restored = ckpt.restore(run.state)
+        if restored is None:
+            state, start = run.state, 0
+        else:
+            state, start = tr.replicate(jax.device_get(restored[0]), mesh), restored[1]
+            print(f"resuming {root} from step {start}")
+        if lead:
+            wd.truncate_metrics(root, start)
+        writer = stack.enter_context(contextlib.closing(open_writer(root, start, tensorboard)))
+        train_step = tr.make_train_step(config, run.model, run.tx, run.mesh)
+        block_each_step = jax.default_backend() == "cpu" and mesh.size > 1  # see docs/design.md, Training
 
-    device_data = tr.replicate(
-        tr.DeviceData(
-            images=data.images,
-            train_rows=split.train.astype(np.int32),
-            pivot_row=np.int32(split.pivot_row),
-        ),
-        mesh,
-    )
-    tx = tr.create_optimizer(config.train)
-    init_key, step_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
-    state = tr.init_state(config, model, tx, device_data, init_key)
-    ckpt = Checkpoints(root, keep=config.train.keep)
-    restored = ckpt.restore(state)
-    if restored is not None:
-        state, start = restored
-        print(f"resuming {root} from step {start}")
-        wd.truncate_metrics(root, start)
-    else:
-        start = 0
-    state = tr.replicate(jax.device_get(state), mesh)
-    step_key = tr.replicate(step_key, mesh)
-    train_step = tr.make_train_step(config, model, tx, mesh)
-    block_each_step = jax.default_backend() == "cpu" and mesh.size > 1  # see DESIGN §2
-
-    total = config.train.steps
-    bar = tqdm(total=total, initial=start, disable=not (progress and lead), desc=f"{config.model.kind} {split.name}")
-    pending: list[tuple[int, dict[str, jax.Array]]] = []
-    clock, clock_step = None, start
-    for step in range(start + 1, total + 1):
-        state, metrics = train_step(state, step_key, device_data)
-        pending.append((step, metrics))
-        if block_each_step:
-            jax.block_until_ready(metrics["loss"])
-        if clock is None:  # time from the end of the first (compiling) step
-            jax.block_until_ready(metrics["loss"])
-            clock, clock_step = time.perf_counter(), step
-        log_now = step % config.train.log_every == 0 or step == total
-        save_now = step % config.train.checkpoint_every == 0 or step == total
-        if log_now or save_now:
-            per_step = [dict({k: float(v) for k, v in jax.device_get(m).items()}, step=s) for s, m in pending]
-            pending.clear()
-            _check_finite(per_step, ckpt)
-            last = {k: float(np.mean([r[k] for r in per_step])) for k in per_step[0] if k != "step"}
-            last["step"] = step
-            now = time.perf_counter()
-            if step > clock_step:
-                last["pairs_per_s"] = (step - clock_step) * config.train.batch_size / (now - clock)
-                clock, clock_step = now, step
-            if lead:
-                wd.append_metrics(root, [last])
-            bar.set_postfix(loss=f"{last['loss']:.1f}", recon=f"{last['recon']:.1f}",
-                            pairs_s=f"{last.get('pairs_per_s', 0):.0f}", refresh=False)
-        if save_now:
-            ckpt.save(step, state)
-            if lead:
-                figures.loss_curves(wd.read_metrics(root), Path(root) / wd.FIGURES / "loss.png",
-                                    title=f"{config.model.kind} · {split.name}")
-        bar.update(1)
-    bar.close()
-    ckpt.close()
+        total = config.train.steps
+        bar = stack.enter_context(contextlib.closing(tqdm(
+            total=total, initial=start, disable=not (progress and lead), desc=f"{config.model.kind} {split.name}")))
+        pending: list[tuple[int, dict[str, jax.Array]]] = []
+        saved = start if restored is not None else None
+        clock, clock_step = None, start
+        if stops.signum is not None and start < total:
+            _stop(stops, f"before its first step: nothing new to save; rerun the same command to resume from "
+                  f"step {start}")
+        for step in range(start + 1, total + 1):
+            state, metrics = train_step(state, run.step_key, run.device_data)
+            pending.append((step, metrics))
+            if block_each_step:
+                jax.block_until_ready(metrics["loss"])
+            if clock is None:  # time from the end of the first (compiling) step
+                jax.block_until_ready(metrics["loss"])
+                clock, clock_step = time.perf_counter(), step
+            stop = stops.signum is not None and step < total
+            save_now = step % config.train.checkpoint_every == 0 or step == total or stop
+            if save_now or step % config.train.log_every == 0:
+                record = summarise(pending, config, saved)  # raises before any save after a skipped step
+                pending.clear()
+                now = time.perf_counter()
+                if step > clock_step:
+                    record["pairs_per_s"] = (step - clock_step) * config.train.batch_size / (now - clock)
+                    clock, clock_step = now, step
+                writer.write_scalars(step, record)
+                writer.flush()
+                bar.set_postfix(loss=f"{record['loss']:.1f}", recon=f"{record['recon']:.1f}",
+                                pairs_s=f"{record.get('pairs_per_s', 0):.0f}", refresh=False)
+            if save_now:
+                ckpt.save(step, state)
+                saved = step
+            bar.update(1)
+            if stop:
+                ckpt.wait()
+                _stop(stops, f"at step {step}: saved checkpoint {ckpt.directory / str(step)}; rerun the same "
+                      "command to resume")
+        if lead:
+            figures.loss_curves(wd.read_metrics(root), Path(root) / wd.FIGURES / "loss.png",
+                                title=f"{config.model.kind} · {split.name}")
     return state
+
+
+def _stop(stops: StopRequests, what: str) -> None:
+    """Prints one line and raises Interrupted with exit code 128 + the signal number."""
+    message = f"interrupted by {stops.name} {what}"
+    print(message, file=sys.stderr, flush=True)
+    raise Interrupted(message, 128 + stops.signum)
 
 
 def final_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
     """The last metrics record of a run."""
     records = wd.read_metrics(workdir)
     return records[-1] if records else {}
-

@@ -1,8 +1,23 @@
-"""The workdir is the run: config.json, metrics.jsonl, checkpoints/ (orbax), figures/.
+"""The workdir is the run: config.json, metrics.jsonl, changes.jsonl, checkpoints/ (orbax), figures/,
+tensorboard/ (when asked for) and .lock (see `lock`).
 
-`prepare` refuses to mix runs: starting in a workdir whose config.json differs from the
-new config is an error unless `overwrite=True`, which moves the old run aside (nothing is
-deleted). Only `train.steps` may differ, so a finished run can be extended.
+`prepare` refuses to mix runs: starting in a workdir whose config.json differs from the new
+config is an error unless `overwrite=True`, which moves the old run aside (nothing is deleted).
+A resumed run may change only the fields of `RESUMABLE`:
+
+  train.steps             extend (or shorten) the run
+  train.lr, train.clip    the advice after a non-finite step: lower the rate or clip, rerun
+  train.log_every         the metrics period
+  train.checkpoint_every  the checkpoint period
+  train.keep              how many checkpoints orbax keeps (fewer deletes the oldest at the next save)
+
+Each change is printed on one line and appended to changes.jsonl as
+{"step", "field", "old", "new", "time"}, `step` being the latest saved checkpoint's (0 if none).
+
+metrics.jsonl holds one record per log interval. A run rewrites it on (re)start to hold exactly
+the steps up to the checkpoint it starts from, each once (`truncate_metrics`), so a run killed
+at any moment leaves no duplicate. A torn last line (a kill in mid-write) is dropped with a
+warning; a bad line elsewhere is an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -10,8 +25,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +34,26 @@ from magajax.config import Config
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+CHANGES = "changes.jsonl"
 CHECKPOINTS = "checkpoints"
+CORRUPT = "corrupt"
 FIGURES = "figures"
-EXTENDABLE = {("train", "steps")}  # fields that may change when a run is resumed
+TENSORBOARD = "tensorboard"
+RUN_FILES = (CONFIG, METRICS, CHANGES, CHECKPOINTS, CORRUPT, FIGURES, TENSORBOARD)
+RESUMABLE = frozenset(
+    ("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep")
+)
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) for every field that differs, fields named `section.key`."""
     diffs = []
     for section in sorted(set(old) | set(new)):
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if (section, key) not in EXTENDABLE and a.get(key) != b.get(key):
-                    diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+            diffs += [(f"{section}.{k}", a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
-            diffs.append(f"{section}: {a!r} -> {b!r}")
+            diffs.append((section, a, b))
     return diffs
 
 
@@ -51,48 +71,96 @@ def read_config(workdir: str | os.PathLike) -> Config:
         raise ValueError(f"{path} is not a valid magajax config ({e}); fix or remove it") from e
 
 
+def latest_checkpoint_step(workdir: str | os.PathLike) -> int:
+    """The highest step saved in checkpoints/ (0 if none); orbax's unfinished tmp folders do not count."""
+    folder = Path(workdir) / CHECKPOINTS
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(steps, default=0)
+
+
 def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False) -> Path:
-    """Creates the workdir, checks it holds this run (or none) and writes config.json."""
+    """Creates the workdir, checks it holds this run (or none), records allowed changes, writes config.json."""
     root = Path(workdir)
     path = root / CONFIG
     if path.is_file():
         diffs = _differences(json.loads(path.read_text()), config.to_dict())
-        if diffs and not overwrite:
+        fixed = [f"{f}: {a!r} -> {b!r}" for f, a, b in diffs if tuple(f.split(".", 1)) not in RESUMABLE]
+        if fixed and not overwrite:
+            allowed = ", ".join(".".join(k) for k in sorted(RESUMABLE))
             raise ValueError(
-                f"{root} holds a run with a different config ({'; '.join(diffs)}); "
-                "use another --workdir, or --overwrite to move the old run aside"
+                f"{root} holds a run with a different config ({'; '.join(fixed)}); a resumed run may change only "
+                f"{allowed}: use another --workdir, or --overwrite to move the old run aside"
             )
-        if diffs:
+        if fixed:
             aside = root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
             aside.mkdir()
-            for name in (CONFIG, METRICS, CHECKPOINTS, FIGURES):
+            for name in RUN_FILES:
                 if (root / name).exists():
                     shutil.move(str(root / name), str(aside / name))
             print(f"moved the previous run in {root} to {aside}")
+        elif diffs:
+            record_changes(root, diffs)
     (root / FIGURES).mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json() + "\n")
+    tmp = path.with_name(CONFIG + ".tmp")
+    tmp.write_text(config.to_json() + "\n")
+    os.replace(tmp, path)
     return root
 
 
-def append_metrics(workdir: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    """Appends one JSON line per record to metrics.jsonl."""
-    with open(Path(workdir) / METRICS, "a") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
+def record_changes(workdir: Path, diffs: list[tuple[str, Any, Any]]) -> None:
+    """Appends each (field, old, new) to changes.jsonl at the latest checkpoint's step and prints one line."""
+    step, now = latest_checkpoint_step(workdir), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with open(workdir / CHANGES, "a") as f:
+        for field, old, new in diffs:
+            f.write(json.dumps({"step": step, "field": field, "old": old, "new": new, "time": now}) + "\n")
+    changed = ", ".join(f"{field} {old!r} -> {new!r}" for field, old, new in diffs)
+    print(f"changed {changed} at step {step} (recorded in {workdir / CHANGES})")
+
+
+def read_changes(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The config changes made on resuming, oldest first (empty when none)."""
+    path = Path(workdir) / CHANGES
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of metrics.jsonl (an empty list when there are none)."""
+    """The records of metrics.jsonl (empty when there are none).
+
+    A torn last line is dropped with a warning; a bad line elsewhere raises ValueError naming it.
+    """
     path = Path(workdir) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("not a record with an integer 'step'")
+        except ValueError as e:
+            if i == len(lines) - 1:
+                print(f"warning: dropped the torn last line {n} of {path} (a run stopped while writing it)",
+                      file=sys.stderr)
+                break
+            raise ValueError(f"{path} line {n} is not a metrics record ({e}); fix or delete that line") from e
+        records.append(record)
+    return records
 
 
 def truncate_metrics(workdir: str | os.PathLike, step: int) -> None:
-    """Drops records after `step`: a resumed run rewrites the steps it repeats."""
-    records = [r for r in read_metrics(workdir) if r["step"] <= step]
+    """Rewrites metrics.jsonl to hold each step up to `step` once (the latest record of a step wins).
+
+    The run starts again from `step`, so later records would be written twice. Atomic: the new
+    file is written beside the old one, flushed, then renamed over it.
+    """
     path = Path(workdir) / METRICS
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if not path.is_file():
+        return
+    by_step = {r["step"]: r for r in read_metrics(workdir) if r["step"] <= step}
+    tmp = path.with_name(METRICS + ".tmp")
+    with open(tmp, "w") as f:
+        f.write("".join(json.dumps(by_step[s]) + "\n" for s in sorted(by_step)))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -1,9 +1,19 @@
-"""The workdir holds one run: config checks, overwrite moves aside, metrics round trip."""
+"""The workdir holds one run: config checks, allowed changes recorded, overwrite moves aside, metrics records."""
+
+import json
 
 import pytest
 
 from magajax import config as cfg
 from magajax.training import workdir as wd
+from magajax.training.metrics import JsonlWriter
+
+
+def write_metrics(workdir, steps):
+    writer = JsonlWriter(workdir / "metrics.jsonl")
+    for s in steps:
+        writer.write_scalars(s, {"loss": float(s)})
+    writer.close()
 
 
 def test_prepare_writes_and_accepts_the_same_config(tmp_path):
@@ -11,7 +21,26 @@ def test_prepare_writes_and_accepts_the_same_config(tmp_path):
     wd.prepare(tmp_path, c)
     assert wd.read_config(tmp_path) == c
     wd.prepare(tmp_path, c)  # same run: fine
-    wd.prepare(tmp_path, cfg.override(c, {"train.steps": 5000}))  # extending a run: fine
+    assert wd.read_changes(tmp_path) == []
+
+
+def test_resumable_changes_are_allowed_and_recorded(tmp_path, capsys):
+    c = cfg.preset("quick")
+    wd.prepare(tmp_path, c)
+    (tmp_path / "checkpoints" / "250").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "500.orbax-checkpoint-tmp-1").mkdir()  # unfinished: not a checkpoint
+    changed = cfg.override(c, {"train.lr": 1e-4, "train.clip": 1.0, "train.steps": 5000, "log_every": 5,
+                               "checkpoint_every": 100, "keep": 5})
+    wd.prepare(tmp_path, changed)
+    assert wd.read_config(tmp_path) == changed
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and "train.lr 0.001 -> 0.0001" in out[0] and "at step 250" in out[0]
+    records = wd.read_changes(tmp_path)
+    assert {(r["step"], r["field"], r["old"], r["new"]) for r in records} == {
+        (250, "train.checkpoint_every", 250, 100), (250, "train.clip", 0.0, 1.0), (250, "train.keep", 3, 5),
+        (250, "train.log_every", 10, 5), (250, "train.lr", 1e-3, 1e-4), (250, "train.steps", 1000, 5000),
+    }
+    assert all(r["time"] for r in records)
 
 
 def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path):
@@ -19,9 +48,11 @@ def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path
     wd.prepare(tmp_path, c)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "marker").write_text("user data")
-    other = cfg.override(c, {"hidden": 64})
-    with pytest.raises(ValueError, match=r"different config \(model.hidden: 32 -> 64\).*--overwrite"):
+    other = cfg.override(c, {"hidden": 64, "train.lr": 1e-4})
+    with pytest.raises(ValueError, match=r"different config \(model.hidden: 32 -> 64\); a resumed run may change only "
+                                         r"train.checkpoint_every, .*--overwrite"):
         wd.prepare(tmp_path, other)
+    assert wd.read_config(tmp_path) == c and wd.read_changes(tmp_path) == []
     wd.prepare(tmp_path, other, overwrite=True)
     assert wd.read_config(tmp_path) == other
     moved = list(tmp_path.glob("previous-*/checkpoints/marker"))
@@ -29,15 +60,35 @@ def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path
 
 
 def test_read_config_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
         wd.read_config(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid magajax config"):
         wd.read_config(tmp_path)
 
 
-def test_metrics_append_read_truncate(tmp_path):
-    wd.append_metrics(tmp_path, [{"step": s, "loss": float(s)} for s in range(1, 6)])
-    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2, 3, 4, 5]
+def test_truncate_keeps_each_step_once_up_to_the_checkpoint(tmp_path):
+    write_metrics(tmp_path, [1, 2, 3, 4, 5, 2, 3])  # a run killed before its first checkpoint, then rerun
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2, 3, 4, 5, 2, 3]
     wd.truncate_metrics(tmp_path, 3)
     assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2, 3]
+    wd.truncate_metrics(tmp_path, 0)
+    assert wd.read_metrics(tmp_path) == [] and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_torn_last_line_is_dropped_with_a_warning(tmp_path, capsys):
+    write_metrics(tmp_path, [1, 2])
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 1.')
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2]
+    assert f"dropped the torn last line 3 of {tmp_path / 'metrics.jsonl'}" in capsys.readouterr().err
+    wd.truncate_metrics(tmp_path, 5)
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2]
+
+
+def test_a_bad_line_before_the_last_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1}) + "\n" + "garbage\n" + json.dumps({"step": 2}) + "\n")
+    with pytest.raises(ValueError, match=rf"{path} line 2 is not a metrics record .*fix or delete that line"):
+        wd.read_metrics(tmp_path)
