@@ -49,7 +49,10 @@ def test_float_images_keep_grey_values():
 
 
 BAD_IMAGES = [
-    (np.zeros((16, 16)), "x: expected shape (H, W), (H, W, 1), (B, H, W) or (B, H, W, 1) with H = W = 8, got shape (16, 16)"),
+    (
+        np.zeros((16, 16)),
+        "x: expected shape (H, W), (H, W, 1), (B, H, W) or (B, H, W, 1) with H = W = 8, got shape (16, 16)",
+    ),
     (np.zeros((SIZE, SIZE, 3)), "with H = W = 8, got shape (8, 8, 3)"),
     (np.zeros((2, SIZE, SIZE, 1, 1)), "got shape (2, 8, 8, 1, 1)"),
     (np.zeros(SIZE), "got shape (8,)"),
@@ -113,3 +116,22 @@ def test_batch_broadcasting():
     message = "batch sizes do not match: z has 3, x_pivot has 2; expected 1 or one common size B"
     with pytest.raises(ValueError, match=re.escape(message)):
         inputs.batch(z=three, x_pivot=np.zeros((2, 2)))
+
+
+def test_values_are_checked_after_the_cast():
+    """1e39 is finite in float64 and inf in float32; 3.4e38 is finite in float32 and inf in bfloat16."""
+    z = np.zeros((2, 10))
+    z[0, :3] = [1e39, -1e39, 2e39]
+    message = "z: 3 values overflow float32, the dtype the model computes in (|z| > 3.4e+38); pass values of smaller"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        inputs.codes(z, 10)
+    u = np.zeros((SIZE, SIZE))
+    u[2, 3] = -1e300
+    with pytest.raises(ValueError, match=re.escape("u: 1 values overflow float32, the dtype the model computes in")):
+        inputs.logits(u, SIZE)
+    big = np.full(10, 3.4e38)
+    assert np.all(np.isfinite(inputs.codes(big, 10)))
+    with pytest.raises(ValueError, match=re.escape("z: 10 values overflow bfloat16, the dtype the model computes in")):
+        inputs.codes(big, 10, dtype="bfloat16")
+    largest = np.full(10, float(np.finfo(np.float32).max), np.float64)
+    np.testing.assert_array_equal(inputs.codes(largest, 10), largest[None].astype(np.float32))
