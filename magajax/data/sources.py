@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import os
@@ -96,7 +97,9 @@ def _canonical(images: np.ndarray, classes: np.ndarray, values: np.ndarray, sour
     order = np.argsort(index, kind="stable")
     repeated = np.flatnonzero(np.diff(index[order]) == 0)
     if len(repeated):
-        raise ValueError(f"{source}: dataset index {index[order][repeated[0]]} appears more than once; the file is not dSprites")
+        raise ValueError(
+            f"{source}: dataset index {index[order][repeated[0]]} appears more than once; the file is not dSprites"
+        )
     if not np.array_equal(order, np.arange(len(order))):
         images, classes, values = images[order], classes[order], values[order]
     return DSprites(images, classes.astype(np.uint8), values.astype(np.float32), source)
@@ -111,25 +114,33 @@ def _pack_rows(read: Callable[[int, int], np.ndarray], n: int, desc: str) -> np.
     return out
 
 
+_Reader = Callable[[int, int], np.ndarray]
+
+
 @contextlib.contextmanager
-def _open_official(path: Path, fmt: str) -> Iterator[tuple[tuple, Callable[[int, int], np.ndarray], np.ndarray, np.ndarray]]:
+def _open_official(path: Path, fmt: str) -> Iterator[tuple[tuple, _Reader, np.ndarray, np.ndarray]]:
     """Yields (imgs shape, read(start, stop), classes (N, 6), values (N, 6)) of an .npz or .hdf5."""
     if fmt == ".npz":
+        if not zipfile.is_zipfile(path):  # numpy would otherwise suggest unpickling it
+            raise ValueError("not a zip archive, as every .npz is")
         with np.load(path, allow_pickle=False) as z:
             classes, values = z["latents_classes"], z["latents_values"]
             with z.zip.open("imgs.npy") as f:
                 version = np.lib.format.read_magic(f)
-                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                fmt_ = np.lib.format
+                header = fmt_.read_array_header_1_0 if version == (1, 0) else fmt_.read_array_header_2_0
                 shape, fortran, dtype = header(f)
                 if fortran or dtype != np.uint8:
-                    raise ValueError(f"imgs must be C-ordered uint8, got {dtype}{' (Fortran order)' if fortran else ''}")
+                    order = " (Fortran order)" if fortran else ""
+                    raise ValueError(f"imgs must be C-ordered uint8, got {dtype}{order}")
 
                 def read(start: int, stop: int) -> np.ndarray:
                     want = (stop - start) * int(np.prod(shape[1:]))
                     data = f.read(want)
                     if len(data) != want:
-                        raise ValueError(f"imgs ends within image {start + len(data) // 4096} of {shape[0]} (truncated)")
-                    return np.frombuffer(data, np.uint8).reshape((stop - start,) + tuple(shape[1:]))
+                        at = start + len(data) // 4096
+                        raise ValueError(f"imgs ends within image {at} of {shape[0]} (truncated)")
+                    return np.frombuffer(data, np.uint8).reshape((stop - start, *shape[1:]))
 
                 yield shape, read, classes, values
     else:
@@ -160,7 +171,8 @@ def _read_official(path: str | os.PathLike, source: str, fmt: str | None = None)
             n = shape[0]
             for name, a in (("classes", classes), ("values", values)):
                 if a.shape != (n, 6):
-                    raise ValueError(f"latent {name} have shape {a.shape}, expected ({n}, 6): color, {', '.join(factors.NAMES)}")
+                    names = ", ".join(factors.NAMES)
+                    raise ValueError(f"latent {name} have shape {a.shape}, expected ({n}, 6): color, {names}")
             images = _pack_rows(read, n, f"reading {path.name}")
     except KeyError as e:
         raise ValueError(f"dSprites file {path}: missing array {e}; expected the official layout "
@@ -195,7 +207,8 @@ def _reachable(url: str) -> bool:
     ok = []
 
     def probe() -> None:
-        with contextlib.suppress(OSError), socket.create_connection((parts.hostname, parts.port or 443), _PROBE_TIMEOUT_S):
+        address = (parts.hostname, parts.port or 443)
+        with contextlib.suppress(OSError), socket.create_connection(address, _PROBE_TIMEOUT_S):
             ok.append(True)
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -214,6 +227,11 @@ def _verified(path: Path, sha256: str) -> Path:
         raise ValueError(f"dSprites file {path}: sha256 {digest.hexdigest()} is not the {sha256} tfds registered "
                          "(truncated or corrupt download); delete it and load again")
     return path
+
+
+def _read_download(path: Path, sha256: str) -> DSprites:
+    """dSprites from tfds' downloaded .hdf5, once its sha256 matches."""
+    return _read_official(_verified(path, sha256), f"tfds:{path}", ".hdf5")
 
 
 @contextlib.contextmanager
@@ -241,7 +259,7 @@ def _tfds_plan(data_dir: str | None) -> tuple[Callable[[], DSprites] | None, str
     dl_name = tfds.download.resource.get_dl_fname(url, info.checksum)
     for path in (downloads / builder.name / dl_name, downloads / dl_name, downloads / "manual" / info.filename):
         if path.is_file():
-            return lambda: _read_official(_verified(path, info.checksum), f"tfds:{path}", ".hdf5"), f"tfds' download {path}"
+            return functools.partial(_read_download, path, info.checksum), f"tfds' download {path}"
     missing = f"no download of {info.filename} in {downloads}"
     with _absl_errors_only():  # tfds warns of the unprepared folder; the returned reason says it
         prepared = builder.is_prepared()

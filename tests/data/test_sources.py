@@ -85,7 +85,7 @@ def test_official_file_reorders_rows(tmp_path, ext):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.npz does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.npz does not exist"):
         sources.load_dsprites(f"file:{tmp_path / 'nope.npz'}")
 
 
@@ -96,6 +96,16 @@ def test_truncated_file(tmp_path, ext):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ValueError, match=rf"{path.name}: .*truncated"):
         sources.load_dsprites(f"file:{path}")
+
+
+def test_npz_that_is_not_a_zip(tmp_path):
+    """numpy would suggest allow_pickle for such a file; the error names the file and never pickle."""
+    path = tmp_path / "dsprites.npz"
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    path.write_bytes(b"\x80\x04K\x01." + (tmp_path / "x.npy").read_bytes())
+    with pytest.raises(ValueError, match=r"dsprites.npz: not a zip archive") as info:
+        sources.load_dsprites(f"file:{path}")
+    assert "pickle" not in str(info.value)
 
 
 def test_truncated_npz_member(tmp_path):
@@ -139,7 +149,7 @@ def registered(monkeypatch, tmp_path):
     path = tmp_path / "src" / HDF5
     path.parent.mkdir()
     _write_official(path, indices)
-    (url, info), = tfds.builder("dsprites").url_infos.items()
+    (url, _info), = tfds.builder("dsprites").url_infos.items()
     small = tfds.download.checksums.UrlInfo(size=path.stat().st_size, filename=HDF5,
                                             checksum=hashlib.sha256(path.read_bytes()).hexdigest())
     monkeypatch.setattr(dsprites_dataset_builder.Builder, "url_infos", property(lambda self: {url: small}))
@@ -205,7 +215,7 @@ def test_tfds_prepared_array_record(registered, tmp_path, monkeypatch):
 
 
 def test_tfds_unavailable_offline(tmp_path, caplog):
-    with pytest.raises(FileNotFoundError, match="no download of .* no prepared dataset .* github.com is unreachable"):
+    with pytest.raises(FileNotFoundError, match=r"no download of .* no prepared dataset .* github\.com is unreachable"):
         sources.load_dsprites("tfds", data_dir=str(tmp_path))
     # the error says it once; tfds' own warning about the unprepared folder is not shown as well
     assert not [r for r in caplog.records if "dataset_info.json" in r.getMessage()]
