@@ -33,7 +33,8 @@ class Options:
 
     workdir: Annotated[str | None, tyro.conf.arg(metavar="PATH", help="the run's folder",
                                                  help_behavior_hint="(default: runs/<model>-<split>)")] = None
-    overwrite: Annotated[bool, tyro.conf.arg(help="move a previous run with another config aside")] = False
+    overwrite: Annotated[bool, tyro.conf.arg(
+        help="start afresh: move a previous run (any config) to WORKDIR/previous-<time>/")] = False
     distributed: Annotated[bool, tyro.conf.arg(help="call jax.distributed.initialize() (multi-host)")] = False
     no_progress: Annotated[bool, tyro.conf.arg(help="no progress bar")] = False
     tensorboard: Annotated[bool, tyro.conf.arg(help="also write TensorBoard event files into the workdir")] = False
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
             jax.distributed.initialize()
         from magajax.training.loop import final_metrics, train
+
+        _cli.say_runtime()
 
         train(config, workdir, overwrite=args.overwrite, progress=not args.no_progress,
               tensorboard=args.tensorboard)

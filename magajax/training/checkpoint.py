@@ -45,8 +45,8 @@ from magajax.training import workdir as wd
 
 CHECKSUMS = "checksums.json"  # inside each step folder
 ITEM = "default"  # orbax's folder of the arrays inside each step folder
-ERRORS = "errors.log"
-CORRUPT = "corrupt"
+ERRORS = wd.ERRORS
+CORRUPT = wd.CORRUPT
 RETRY_AFTER_S = 1.0
 TRANSIENT_ERRNOS = {errno.EIO, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EAGAIN, errno.EBUSY,
                     errno.ETIMEDOUT, errno.ESTALE, errno.EINTR, errno.EMFILE, errno.ENFILE}
@@ -225,11 +225,19 @@ class Checkpoints:
         """Restores into the structure of `target` (placed like its arrays): the given step, else the
         latest sound one.
 
-        Returns (state, step), or None when there is no checkpoint. Damaged checkpoints are moved to
-        `workdir/corrupt/` and the next older one is tried; if none is left, CheckpointError lists them.
+        Returns (state, step), or None when the run has no checkpoint. Damaged checkpoints are moved to
+        `workdir/corrupt/` and the next older one is tried; if none is left, CheckpointError lists them,
+        and so does every later restore while corrupt/ holds them and no checkpoint was saved since.
         """
         self.wait()
         saved = self.steps()
+        corrupt = self.workdir / CORRUPT
+        if not saved and step is None and corrupt.is_dir() and any(corrupt.iterdir()):
+            raise CheckpointError(
+                f"every checkpoint of {self.workdir} was found damaged and moved to {corrupt}; not restarting "
+                f"from step 0 silently: details in {self.errors}; to start afresh use --overwrite "
+                "(moves the old run aside)"
+            )
         if step is not None and step not in saved:
             raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; saved steps: {saved}")
         damaged = []

@@ -81,7 +81,7 @@ def train(
       config: the run's configuration.
       workdir: the run's folder (see `workdir`).
       data: a dSprites container to use instead of loading `config.data.source`.
-      overwrite: move a previous run with another config aside instead of refusing.
+      overwrite: start afresh, moving any previous run in `workdir` aside (nothing is deleted).
       progress: show a progress bar.
       tensorboard: also write the metrics as TensorBoard events in workdir/tensorboard/.
 

@@ -2,7 +2,8 @@
 tensorboard/ (when asked for) and .lock (see `lock`).
 
 `prepare` refuses to mix runs: starting in a workdir whose config.json differs from the new
-config is an error unless `overwrite=True`, which moves the old run aside (nothing is deleted).
+config is an error. `overwrite=True` starts afresh whatever the config: it moves the old run to
+previous-<time>/ (nothing is deleted).
 A resumed run may change only the fields of `RESUMABLE`:
 
   train.steps             extend (or shorten) the run
@@ -36,10 +37,11 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHANGES = "changes.jsonl"
 CHECKPOINTS = "checkpoints"
-CORRUPT = "corrupt"
+CORRUPT = "corrupt"  # damaged checkpoints, moved aside by `checkpoint`
+ERRORS = "errors.log"  # the full detail of checkpoint errors
 FIGURES = "figures"
 TENSORBOARD = "tensorboard"
-RUN_FILES = (CONFIG, METRICS, CHANGES, CHECKPOINTS, CORRUPT, FIGURES, TENSORBOARD)
+RUN_FILES = (CONFIG, METRICS, CHANGES, CHECKPOINTS, CORRUPT, ERRORS, FIGURES, TENSORBOARD)
 RESUMABLE = frozenset(
     ("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep")
 )
@@ -79,7 +81,10 @@ def latest_checkpoint_step(workdir: str | os.PathLike) -> int:
 
 
 def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False) -> Path:
-    """Creates the workdir, checks it holds this run (or none), records allowed changes, writes config.json."""
+    """Creates the workdir, checks it holds this run (or none), records allowed changes, writes config.json.
+
+    With `overwrite`, a previous run (any config) is moved to previous-<time>/ first.
+    """
     root = Path(workdir)
     path = root / CONFIG
     if path.is_file():
@@ -91,7 +96,7 @@ def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False)
                 f"{root} holds a run with a different config ({'; '.join(fixed)}); a resumed run may change only "
                 f"{allowed}: use another --workdir, or --overwrite to move the old run aside"
             )
-        if fixed:
+        if overwrite:
             aside = root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
             aside.mkdir()
             for name in RUN_FILES:

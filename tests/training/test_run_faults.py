@@ -10,6 +10,7 @@ import pytest
 from magajax import config as cfg
 from magajax.training import loop as run
 from magajax.training import workdir as wd
+from magajax.training.checkpoint import CheckpointError
 from magajax.training.lock import WorkdirInUse
 from tests.training.helpers import checkpoint_steps, start_run, wait_for_step
 
@@ -72,3 +73,23 @@ def test_a_second_run_fails_at_once_and_leaves_the_first_intact(tmp_path, cache_
     steps = [r["step"] for r in wd.read_metrics(tmp_path)]
     assert steps == list(range(1, steps[-1] + 1))
     assert checkpoint_steps(tmp_path)[-1] == steps[-1]
+
+
+def test_a_run_whose_checkpoints_were_all_damaged_never_restarts_silently(tmp_path, tiny_config, small_dsprites):
+    config = cfg.override(tiny_config, {"train.steps": 2, "checkpoint_every": 1})
+    run.train(config, tmp_path, data=small_dsprites, progress=False)
+    for step_dir in (tmp_path / "checkpoints").iterdir():
+        if step_dir.name.isdigit():
+            for chunk in step_dir.rglob("*"):
+                if chunk.is_file() and chunk.parent.name == "d":
+                    chunk.write_bytes(b"\x00garbage")
+    longer = cfg.override(config, {"train.steps": 4})
+    with pytest.raises(CheckpointError, match=r"no checkpoint .* could be restored"):
+        run.train(longer, tmp_path, data=small_dsprites, progress=False)
+    with pytest.raises(CheckpointError, match=r"moved to .*corrupt; not restarting from step 0 silently.*--overwrite"):
+        run.train(longer, tmp_path, data=small_dsprites, progress=False)
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2], "the refused reruns log nothing"
+    state = run.train(longer, tmp_path, data=small_dsprites, progress=False, overwrite=True)
+    assert int(state.step) == 4 and [r["step"] for r in wd.read_metrics(tmp_path)] == [1, 2, 3, 4]
+    (previous,) = tmp_path.glob("previous-*")
+    assert len(list((previous / "corrupt").iterdir())) == 2 and (previous / "errors.log").is_file()

@@ -59,6 +59,17 @@ def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path
     assert len(moved) == 1 and moved[0].read_text() == "user data"
 
 
+def test_overwrite_starts_afresh_even_with_the_same_config(tmp_path):
+    c = cfg.preset("quick")
+    wd.prepare(tmp_path, c)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "errors.log").write_text("detail")
+    wd.prepare(tmp_path, c, overwrite=True)
+    (previous,) = tmp_path.glob("previous-*")
+    assert sorted(p.name for p in previous.iterdir()) == ["config.json", "corrupt", "errors.log", "figures"]
+    assert not (tmp_path / "corrupt").exists() and wd.read_config(tmp_path) == c
+
+
 def test_read_config_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
         wd.read_config(tmp_path)
