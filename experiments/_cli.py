@@ -229,6 +229,16 @@ def parse(options: type[Options], argv: Sequence[str] | None, prog: str, descrip
     return parsed
 
 
+def say_runtime() -> None:
+    """Prints the start-up line of `magajax.runtime.describe` (backend, devices, process), on process 0."""
+    import jax
+
+    from magajax.runtime import describe
+
+    if jax.process_index() == 0:
+        print(describe(), flush=True)
+
+
 def run(body: Callable[[], int]) -> int:
     """Runs an entry point's body after process setup; returns its exit status.
 

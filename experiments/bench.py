@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from magajax.analysis import bench as bn
 
+        _cli.say_runtime()
+
         result = bn.bench(config, steps=args.steps, ceiling_size=args.ceiling_size, train_images=args.train_images)
         print(bn.table(result))
         bn.save(result, args.out)

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from magajax.analysis.evaluate import evaluate, format_table
 
+        _cli.say_runtime()
+
         result = evaluate(args.workdir, split=args.split, sample=args.sample, data=args.data,
                           batch_size=args.batch_size, train_subset=args.train_subset,
                           heldout_subset=args.heldout_subset, step=args.step, progress=not args.no_progress)

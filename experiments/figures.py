@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from magajax.analysis.figures import draw_all
 
+        _cli.say_runtime()
+
         paths = draw_all(args.workdir, data=args.data, out=args.out, examples=args.examples,
                          latent_images=args.latent_images, seed=args.seed)
         for path in paths:

@@ -15,6 +15,10 @@ share one malloc lock, and it overrides MALLOC_ARENA_MAX or GLIBC_TUNABLES given
 Every entry point's `main()` calls it (experiments/_cli.py), before JAX creates its CPU client and
 that client's threads; scripts that want it call it first thing.
 MAGAJAX_REUSE_MEMORY=0 turns it off; C libraries other than glibc are left as they are.
+
+Only the CPU backend gains: on a TPU or GPU a step's temporaries live in device memory, and the
+host's malloc would only pay the costs above. So nothing is set when the machine shows an
+accelerator (`magajax.runtime.visible_accelerator`), unless JAX_PLATFORMS=cpu asks for the CPU.
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ ENV = "MAGAJAX_REUSE_MEMORY"
 def reuse_freed_memory() -> bool:
     """Sets glibc's malloc to keep and reuse freed memory; True when all three options were set.
 
-    Returns False, changing nothing, where the C library is not glibc or MAGAJAX_REUSE_MEMORY=0.
+    Returns False, changing nothing, where the C library is not glibc, MAGAJAX_REUSE_MEMORY=0, or
+    the machine shows a TPU or GPU (unless JAX_PLATFORMS=cpu).
     Call it before JAX creates its backend (the first `jax.devices()` or computation): M_ARENA_MAX
     binds only threads that have not allocated yet.
     """
     if os.environ.get(ENV, "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    from magajax.runtime import visible_accelerator
+
+    if visible_accelerator() is not None and os.environ.get("JAX_PLATFORMS", "") != "cpu":
         return False
     libc = ctypes.CDLL(None)
     results = [libc.mallopt(option, value) for option, value in

@@ -66,3 +66,13 @@ def test_freed_block_is_reused_without_page_faults(setup):
         assert (tuned["tuned"], default["tuned"]) == (True, False)
     assert default["faults"] > 100  # glibc's default maps the block afresh
     assert tuned["faults"] < 0.1 * default["faults"]
+
+
+@pytest.mark.parametrize("platforms, expected", [("", False), ("cpu", True)])
+def test_left_alone_beside_an_accelerator_unless_jax_is_asked_for_the_cpu(platforms, expected):
+    script = "from magajax.host_memory import reuse_freed_memory; print(reuse_freed_memory())"
+    env = dict(os.environ, MAGAJAX_REUSE_MEMORY="1", COLAB_TPU_ADDR="10.0.0.2:8470", JAX_PLATFORMS=platforms)
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)

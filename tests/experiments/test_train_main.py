@@ -40,7 +40,9 @@ def test_flags_reach_the_training_loop(tmp_path, monkeypatch, capsys):
     [(config, where, kwargs)] = fake.calls
     assert config.train.steps == 7 and config.preset == "quick" and where == str(workdir)
     assert kwargs == {"overwrite": True, "progress": False, "tensorboard": True}
-    assert capsys.readouterr().out.splitlines()[-1] == (
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("backend cpu: ") and out[0].endswith("process 0 of 1"), "the start-up line comes first"
+    assert out[-1] == (
         f"done: {workdir} at step 7, recon 12.35 nats/image, loss curve in {workdir / 'figures' / 'loss.png'}")
 
 
