@@ -14,10 +14,12 @@ import numpy as np
 import optax
 import pytest
 
+from magajax import api
 from magajax import config as cfg
 from magajax.training import workdir as wd
 from magajax.training.checkpoint import Checkpoints, load
 from magajax.training.step import TrainState
+from tests.helpers import binary_images
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +91,42 @@ def test_saved_on_1_device_restores_onto_4_replicated(tmp_path):
             assert got.sharding.device_set == {jax.devices()[0]}, got.sharding
             np.testing.assert_array_equal(np.asarray(got), want)
         """, str(tmp_path))
+
+
+TRAIN_AND_DECODE = """
+    import sys, jax, numpy as np
+    import magajax
+    from magajax import config as cfg
+    from magajax.config import DEFAULT_PIVOT
+    from magajax.data import factors
+    from magajax.data.render import render_dsprites
+    from magajax.data.sources import DSprites
+    from magajax.training import loop
+    from tests import helpers
+
+    workdir, steps, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    assert jax.device_count() == devices, jax.devices()
+    rng = np.random.default_rng(0)
+    index = np.unique(np.concatenate([[DEFAULT_PIVOT], rng.choice(factors.NUM_IMAGES, 300, replace=False)]))
+    classes = factors.index_to_classes(index)
+    data = DSprites(images=render_dsprites(index, packed=True), classes=classes.astype(np.uint8),
+                    values=factors.classes_to_values(classes), source="render (test subset)")
+    loop.train(cfg.override(helpers.tiny_config(), {"train.steps": steps}), workdir, data=data, progress=False)
+    model = magajax.load(workdir)
+    z = np.random.default_rng(1).standard_normal((5, 10)).astype(np.float32)
+    np.save(f"{workdir}/decodes-{devices}.npy", model.decode(z, helpers.binary_images(2, 1, 16)))
+    """
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_8_devices_resumes_on_4_and_decodes_the_same_on_1(tmp_path):
+    """Trained 4 steps on 8 devices, resumed to step 6 on 4: each run's decodes, made on its own
+    devices, equal those of the same checkpoint loaded here on 1 device."""
+    _run(8, TRAIN_AND_DECODE, str(tmp_path), "4", "8")
+    _run(4, TRAIN_AND_DECODE, str(tmp_path), "6", "4")
+    assert [r["step"] for r in wd.read_metrics(tmp_path)] == [2, 4, 6]
+    z = np.random.default_rng(1).standard_normal((5, 10)).astype(np.float32)
+    for step, devices in ((4, 8), (6, 4)):
+        model = api.load(tmp_path, step=step)
+        np.testing.assert_array_equal(model.decode(z, binary_images(2, 1, 16)),
+                                      np.load(tmp_path / f"decodes-{devices}.npy"))
