@@ -43,9 +43,9 @@ from tqdm.auto import tqdm
 from magajax import api, objective
 from magajax.analysis.report import format_table as format_table  # the CLI's import; use report's
 from magajax.config import TrainConfig
-from magajax.data import factors
+from magajax.data import factors, provenance
 from magajax.data.pairs import eval_batches, gather_images
-from magajax.data.sources import DSprites, load_dsprites
+from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
 from magajax.training import checkpoint
 
@@ -397,7 +397,8 @@ def evaluate(
       workdir: the run's folder.
       split: a named split or expression to take the held-out set from; default the trained split.
       sample: sampled codes with a fixed key instead of the posterior means.
-      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the run's source.
+      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the source the
+        run recorded in data.json, checked to be the same data (`magajax.data.provenance.load`).
       batch_size: images per jitted step.
       train_subset: how many training images (fixed seed) to score too; None for all.
       heldout_subset: score only this many held-out images (fixed seed); None for all of them.
@@ -413,7 +414,7 @@ def evaluate(
     model, step = load_model(workdir, step)
     config = model.config
     if data is None or isinstance(data, str):
-        data = load_dsprites(data or config.data.source)
+        data = provenance.load(workdir, data, config.data.source)
     trained = make_split(config.data.split, data.classes, config.data.pivot)
     evaluated = trained
     if split is not None and split.strip() != config.data.split.strip():
