@@ -39,7 +39,7 @@ def test_draw_all_maganet(tiny_runs, small_dsprites, tmp_path, capsys):
 
 def test_entry_point_on_a_vae_skips_the_group_figures(tiny_runs, small_dsprites, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sources, "load_dsprites", lambda source: small_dsprites)
-    assert entry.main([f"--workdir={tiny_runs['vae']}", f"--out={tmp_path}", "--examples=2",
+    assert entry.main([f"--workdir={tiny_runs['vae']}", "--data=render", f"--out={tmp_path}", "--examples=2",
                        "--latent-images=100"]) == 0
     out = capsys.readouterr().out
     assert "skipping identity.png and composition.png" in out
