@@ -104,31 +104,31 @@ def describe(ds: DSprites) -> Provenance:
     return Provenance("memory", ds.source, n, sha256=digest.hexdigest())
 
 
-def _as_dict(prov: Provenance) -> dict[str, Any]:
-    return dataclasses.asdict(prov)
+def _broken(path: Path, why: Any) -> ValueError:
+    return ValueError(f"{path} is not a magajax data record ({why}); fix it, or delete it and pass {SOURCE_FLAG} "
+                      "to say which data the run uses")
 
 
-def _from_dict(entry: Any, path: Path) -> Provenance:
+def _from_dict(entry: dict[str, Any], path: Path) -> Provenance:
     fields = {f.name for f in dataclasses.fields(Provenance)}
     try:
         return Provenance(**{k: v for k, v in entry.items() if k in fields})
-    except (TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"{path} is not a magajax data record ({e}); fix it, or delete it and pass "
-                         f"{SOURCE_FLAG} to say which data the run uses") from None
+    except (TypeError, ValueError) as e:
+        raise _broken(path, e) from None
 
 
 def _read_file(workdir: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in workdir/data.json, None when there is none."""
     path = Path(workdir) / FILE
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
+        entry = json.loads(path.read_text())
     except ValueError as e:
-        raise ValueError(f"{path} is not a magajax data record ({e}); fix it, or delete it and pass "
-                         f"{SOURCE_FLAG} to say which data the run uses") from None
-    return record
+        raise _broken(path, e) from None
+    if not isinstance(entry, dict):
+        raise _broken(path, "not a JSON object")
+    return entry
 
 
 def read(workdir: str | os.PathLike) -> Provenance | None:
@@ -146,10 +146,10 @@ def record(workdir: str | os.PathLike, prov: Provenance) -> None:
         previous = _from_dict(old, path)
         if previous.identity() == prov.identity():
             return
-        history.append({**_as_dict(previous), "recorded": old.get("recorded")})
+        history.append({**dataclasses.asdict(previous), "recorded": old.get("recorded")})
         print(f"dSprites: the run's data changed from {previous.label()} to {prov.label()} (recorded in {path})",
               flush=True)
-    entry = {**_as_dict(prov), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": history}
+    entry = {**dataclasses.asdict(prov), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": history}
     tmp = path.with_name(FILE + ".tmp")
     tmp.write_text(json.dumps(entry, indent=1) + "\n")
     os.replace(tmp, path)

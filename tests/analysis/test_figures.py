@@ -1,5 +1,6 @@
 """Figures of a run: every file is a valid image of a sensible size; the helpers lay out what they say."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from PIL import Image
 
 from experiments import figures as entry
 from magajax.analysis import figures
-from magajax.data import sources
+from magajax.data import provenance, sources
 
 MAGANET_FIGURES = {"recon.png", "traversal.png", "traversal.gif", "latents.png", "identity.png",
                    "composition.png", "loss.png"}
@@ -85,3 +86,16 @@ def test_loss_curves_draw_every_logged_term(tmp_path):
     records = [{"step": s, "loss": 100.0 / s, "recon": 90.0 / s, "kl": 1.0 + s, "grad_norm": 2.0} for s in range(1, 9)]
     figures.loss_curves(records, tmp_path / "loss.png", title="tiny")
     _check_image(tmp_path / "loss.png", "PNG")
+
+
+def test_figures_stop_with_one_line_when_the_recorded_data_is_gone(tiny_runs, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_runs["maganet"], workdir)
+    gone = tmp_path / "gone.npz"
+    provenance.record(workdir, provenance.Provenance("file", f"file:{gone}", 3001, sha256="0" * 64))
+    with pytest.raises(FileNotFoundError, match=f"{gone} is missing.*--data="):
+        figures.draw_all(workdir, out=tmp_path / "figures")
+    assert entry.main([f"--workdir={workdir}", f"--out={tmp_path / 'figures'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{gone} is missing" in err and "--data=" in err
+    assert not (tmp_path / "figures").exists()
