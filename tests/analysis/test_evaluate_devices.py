@@ -1,4 +1,5 @@
-"""Evaluation on 8 devices gives the numbers of 1 device: batches sharded, padding masked.
+"""Evaluation on 8 devices gives the numbers of 1 device: batches sharded, padding masked, and the
+same sampled codes (jax's partitionable random bits do not depend on the sharding).
 
 The 8 devices run in a subprocess because XLA_FLAGS must be set before jax is imported. The
 per-image terms are the same computation on either; only XLA's choice of kernels for a
@@ -24,6 +25,7 @@ from magajax.analysis import evaluate as ev
 
 ROOT = Path(__file__).resolve().parents[2]
 KW = dict(batch_size=12, train_subset=40, progress=False, write=False)
+SAMPLED = dict(KW, batch_size=16, sample=True)  # the same batches on 1 and 8 devices, so the same keys
 
 SCRIPT = """
     import json, sys
@@ -39,8 +41,10 @@ SCRIPT = """
         return terms(variables, x_pivot, x, key, **kw)
 
     ev.pivot_terms = spy
-    result = ev.evaluate(sys.argv[1], data=sys.argv[2], **json.loads(sys.argv[3]))
-    print(json.dumps({"result": result, "placed": sorted(set(placed))}))
+    means = ev.evaluate(sys.argv[1], data=sys.argv[2], **json.loads(sys.argv[3]))
+    shapes = sorted(set(placed))  # of the batches of the means' evaluation
+    sampled = ev.evaluate(sys.argv[1], data=sys.argv[2], **json.loads(sys.argv[4]))
+    print(json.dumps({"means": means, "sampled": sampled, "placed": shapes}))
     """
 
 
@@ -55,11 +59,12 @@ def test_eight_devices_give_the_numbers_of_one(tiny_runs, small_dsprites, tmp_pa
     np.savez(path, imgs=small_dsprites.unpacked(slice(None)), latents_classes=classes, latents_values=values)
 
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), str(workdir), f"file:{path}",
-                           json.dumps(KW)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = [sys.executable, "-c", textwrap.dedent(SCRIPT), str(workdir), f"file:{path}", json.dumps(KW),
+            json.dumps(SAMPLED)]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    eight, one = out["result"], ev.evaluate(workdir, data=f"file:{path}", **KW)
+    eight, one = out["means"], ev.evaluate(workdir, data=f"file:{path}", **KW)
 
     assert out["placed"] == [[16, 8, False]], "each batch of 12 is padded to 16 and split over the 8 devices"
     for part in ("heldout", "train"):
@@ -73,3 +78,8 @@ def test_eight_devices_give_the_numbers_of_one(tiny_runs, small_dsprites, tmp_pa
         assert [c["count"] for c in eight["by_factor"][factor]] == [c["count"] for c in cells]
         np.testing.assert_allclose([c["bce"] for c in eight["by_factor"][factor]], [c["bce"] for c in cells],
                                    rtol=1e-5, err_msg=factor)
+    sampled = ev.evaluate(workdir, data=f"file:{path}", **SAMPLED)
+    assert sampled["heldout"]["bce_mean"] != one["heldout"]["bce_mean"], "sampled codes differ from the means"
+    for part in ("heldout", "train"):
+        for name, value in sampled[part].items():
+            np.testing.assert_allclose(out["sampled"][part][name], value, rtol=1e-5, err_msg=f"sampled {part} {name}")
