@@ -138,7 +138,7 @@ def apply_in_batches(fn: Callable[..., Any], *args: Any, batch_size: int = 64) -
 
     Arguments with the batch's N rows are split; those with one row (a pivot) are passed whole and
     broadcast (all are split when N is 1); None passes through. Every call has the same shapes.
-    `fn` runs where it runs (a `Model` method runs on one device); nothing here places its batches.
+    The batches are not placed: `fn` decides where it runs (a `Model` method runs on one device).
     """
     arrays = [None if a is None else np.asarray(a) for a in args]
     n = max(len(a) for a in arrays if a is not None)
