@@ -5,7 +5,9 @@
   python -m experiments.evaluate --workdir=runs/vae-range --sample --data=render
 
 Writes eval.json into the workdir (eval-<split>.json for another split, '-sample' with --sample)
-and prints a table. Numbers are nats per image, summed over the pixels.
+and prints a table. Numbers are nats per image, summed over the pixels. The images come from the
+source the run recorded in its data.json, checked to be the same data; --data uses another.
+Every device takes a share of each batch.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
   python -m experiments.figures --workdir=runs/vae-range --data=render
 
 recon.png, traversal.png, traversal.gif, latents.png, identity.png and composition.png (MAGANet
-only) and loss.png; see magajax/analysis/figures.py.
+only) and loss.png; see magajax/analysis/figures.py. The images come from the source the run
+recorded in its data.json, checked to be the same data; --data uses another.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ and random codes z1, z2 ~ N(0, diag(s²)), s the per-dimension std of the held-o
 
 `to_diff` compares two models' decodes of the same images (the to-Diff column of the blog's table).
 Every model call runs in fixed-size batches (`batched`), so each compiles once per batch size.
+
+Evaluation uses every device, as training does: each batch is sharded over the 1-D 'data' mesh
+(`magajax.training.step.make_mesh`), the variables and the packed images are replicated, and the
+batch size is rounded up to a multiple of the device count (`mesh_batch_size`). The last batch is
+padded and its padding masked out before any statistic, so the numbers do not depend on the
+number of devices beyond float rounding.
 """
 
 from __future__ import annotations
@@ -38,16 +44,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from magajax import api, objective
 from magajax.analysis.report import format_table as format_table  # the CLI's import; use report's
 from magajax.config import TrainConfig
-from magajax.data import factors
+from magajax.data import factors, provenance
 from magajax.data.pairs import eval_batches, gather_images
-from magajax.data.sources import DSprites, load_dsprites
+from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
 from magajax.training import checkpoint
+from magajax.training.step import make_mesh
 
 TERMS = ("bce", "kl", "latent", "total")
 LAW_IMAGES = 256  # held-out images the group laws are checked on
@@ -64,15 +73,35 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[api
     return api.Model(config, variables), step
 
 
-def on_device(images: np.ndarray, rows: np.ndarray) -> tuple[jax.Array, Callable[[np.ndarray], np.ndarray]]:
-    """The packed images of `rows` (each once) on device, and the map from rows to their place there.
+def replicated(tree: Any, mesh: Mesh) -> Any:
+    """`tree` (host or device arrays) placed whole on every device of `mesh`."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def sharded(batch: Any, mesh: Mesh) -> Any:
+    """Arrays whose leading axis is a batch, split evenly over the devices of `mesh` along it."""
+    return jax.device_put(batch, NamedSharding(mesh, P("data")))
+
+
+def mesh_batch_size(batch_size: int, mesh: Mesh) -> int:
+    """`batch_size` rounded up to a multiple of the mesh's device count, so every device gets a share."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return -(-batch_size // mesh.size) * mesh.size
+
+
+def on_device(
+    images: np.ndarray, rows: np.ndarray, mesh: Mesh | None = None,
+) -> tuple[jax.Array, Callable[[np.ndarray], np.ndarray]]:
+    """The packed images of `rows` (each once) on every device of `mesh` (default all devices), and
+    the map from rows to their place there.
 
     The device array holds a power-of-two number of images (at least 1,024; the last repeated),
     so evaluations of similar sizes share one compiled step.
     """
     needed = np.unique(np.asarray(rows, np.int64))
     size = max(1024, 1 << int(np.ceil(np.log2(max(len(needed), 1)))))
-    packed = jax.device_put(images[np.pad(needed, (0, size - len(needed)), mode="edge")])
+    packed = replicated(images[np.pad(needed, (0, size - len(needed)), mode="edge")], mesh or make_mesh())
     return packed, lambda r: np.searchsorted(needed, np.asarray(r, np.int64)).astype(np.int32)
 
 
@@ -109,6 +138,7 @@ def apply_in_batches(fn: Callable[..., Any], *args: Any, batch_size: int = 64) -
 
     Arguments with the batch's N rows are split; those with one row (a pivot) are passed whole and
     broadcast (all are split when N is 1); None passes through. Every call has the same shapes.
+    The batches are not placed: `fn` decides where it runs (a `Model` method runs on one device).
     """
     arrays = [None if a is None else np.asarray(a) for a in args]
     n = max(len(a) for a in arrays if a is not None)
@@ -145,45 +175,55 @@ def image_terms(
     sample: bool = False,
     progress: bool = False,
     desc: str = "evaluating",
+    mesh: Mesh | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-image terms of `rows`, each image once, in the order of `rows`.
 
     Args:
       model: a MAGANet or VAE Model.
-      packed: (N, 64, 8) uint8 bit-packed images, on device (put them there once).
+      packed: (N, 64, 8) uint8 bit-packed images, replicated over `mesh` (`on_device`, once).
       rows: (T,) rows of `packed` to evaluate.
       pivot_row: row of the pivot image in `packed` (unused by the VAE).
-      batch_size: images per jitted step; the last batch is padded and masked.
+      batch_size: images per jitted step, rounded up to a multiple of the device count; the last
+        batch is padded and masked.
       sample: sampled codes (fixed key) instead of the posterior means.
       progress: show a progress bar over batches.
       desc: the progress bar's label.
+      mesh: the devices each batch is sharded over; default all of them.
 
     Returns:
       'rows' (T,), 'bce', 'kl', 'total' and for MAGANet 'latent', each (T,), and the codes 'z' (T, d).
     """
+    mesh = mesh or make_mesh()
     size = model.config.model.image_size
     key = jax.random.PRNGKey(SEEDS["sample"])
-    x_pivot = gather_images(packed, np.int32([pivot_row]), size)
+    variables = replicated(model.variables, mesh)
+    x_pivot = replicated(gather_images(packed, np.int32([pivot_row]), size), mesh)
     kw = dict(module=model.module, train=model.config.train, sample=sample)
     step = lambda r, i: dict(
-        pivot_terms(model.variables, x_pivot, gather_images(packed, r, size), jax.random.fold_in(key, i), **kw),
+        pivot_terms(variables, x_pivot, sharded(gather_images(packed, sharded(r, mesh), size), mesh),
+                    jax.random.fold_in(key, i), **kw),
         rows=r)
-    return batched(step, np.asarray(rows), batch_size, progress, desc) or _empty_terms(model)
+    return batched(step, np.asarray(rows), mesh_batch_size(batch_size, mesh), progress, desc) or _empty_terms(model)
 
 
 def array_terms(
     model: api.Model, x: np.ndarray, x_pivot: np.ndarray | None, *, batch_size: int = 64, sample: bool = False,
+    mesh: Mesh | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-image terms of images x (N, H, W, 1) in [0, 1], decoded from x_pivot (1, H, W, 1; None for the VAE).
+    """Per-image terms of images x (N, H, W, 1) in [0, 1], decoded from x_pivot (1, H, W, 1; None for the VAE),
+    each batch sharded over `mesh` (default all devices).
 
     Returns 'bce', 'kl', 'total', for MAGANet 'latent', each (N,), and the codes 'z' (N, d).
     """
+    mesh = mesh or make_mesh()
     key = jax.random.PRNGKey(SEEDS["sample"])
     x = np.asarray(x, np.float32)
     pivot = np.zeros((1, *x.shape[1:]), np.float32) if x_pivot is None else np.asarray(x_pivot, np.float32)
+    variables, pivot = replicated((model.variables, pivot), mesh)
     kw = dict(module=model.module, train=model.config.train, sample=sample)
-    step = lambda r, i: pivot_terms(model.variables, pivot, x[r], jax.random.fold_in(key, i), **kw)
-    out = batched(step, np.arange(len(x)), batch_size)
+    step = lambda r, i: pivot_terms(variables, pivot, sharded(x[r], mesh), jax.random.fold_in(key, i), **kw)
+    out = batched(step, np.arange(len(x)), mesh_batch_size(batch_size, mesh))
     return out or {k: v for k, v in _empty_terms(model).items() if k != "rows"}
 
 
@@ -220,7 +260,7 @@ def law_errors(variables: Any, u: jax.Array, z1: jax.Array, z2: jax.Array, *, mo
 
 def group_law_errors(
     model: api.Model, u: np.ndarray | jax.Array, code_scale: np.ndarray | float, seed: int,
-    batch_size: int = 256,
+    batch_size: int = 256, mesh: Mesh | None = None,
 ) -> dict[str, Any]:
     """Max and mean |error| of act's identity, inverse and composition laws, in logit space.
 
@@ -229,7 +269,8 @@ def group_law_errors(
       u: (N, H, W, 1) logits to act on (e.g. embed of held-out images).
       code_scale: s, scalar or (d,): the random codes are z1, z2 ~ N(0, diag(s²)).
       seed: seed of the codes (NumPy's default_rng).
-      batch_size: images per jitted step.
+      batch_size: images per jitted step (rounded up to a multiple of the device count).
+      mesh: the devices each batch is sharded over; default all of them.
 
     Returns:
       {'images': N, 'code_scale': mean s, law: {'max': ..., 'mean': ...} for each law}.
@@ -242,8 +283,10 @@ def group_law_errors(
     d = model.config.model.latent_dim
     scale = np.broadcast_to(np.asarray(code_scale, np.float32), (d,))
     z = np.random.default_rng(seed).standard_normal((2, len(u), d)).astype(np.float32) * scale
-    per_image = batched(lambda r, i: law_errors(model.variables, u[r], z[0][r], z[1][r], module=model.module),
-                        np.arange(len(u)), batch_size)
+    mesh = mesh or make_mesh()
+    variables = replicated(model.variables, mesh)
+    step = lambda r, i: law_errors(variables, *sharded((u[r], z[0][r], z[1][r]), mesh), module=model.module)
+    per_image = batched(step, np.arange(len(u)), mesh_batch_size(batch_size, mesh))
     out: dict[str, Any] = {"images": len(u), "code_scale": float(scale.mean())}
     for law in ("identity", "inverse", "composition"):
         out[law] = {"max": float(per_image[f"{law}_max"].max()),
@@ -320,7 +363,7 @@ def pivot_row(data: DSprites, pivot: int) -> int:
 
 def to_diff(
     model_a: api.Model, model_b: api.Model, data: DSprites, rows: np.ndarray, *,
-    batch_size: int = 256, progress: bool = False,
+    batch_size: int = 256, progress: bool = False, mesh: Mesh | None = None,
 ) -> dict[str, Any]:
     """How far apart two models' decodes of the same images are (the blog's to-Diff).
 
@@ -334,8 +377,9 @@ def to_diff(
       model_a, model_b: the two Models (e.g. trained on element-blog and on range-blog), same image size.
       data: the images; `rows` index it.
       rows: the images to compare, e.g. those both models held out.
-      batch_size: images per jitted step.
+      batch_size: images per jitted step (rounded up to a multiple of the device count).
       progress: show a progress bar.
+      mesh: the devices each batch is sharded over; default all of them.
 
     Returns:
       {'count', 'to_diff_mean', 'to_diff_std', 'bce_mean', 'bce_std'}; None means when rows is empty.
@@ -345,13 +389,15 @@ def to_diff(
                          f"{model_b.config.model.image_size} pixel images; compare models of one image size")
     rows = np.asarray(rows, np.int64)
     pivots = [pivot_row(data, m.config.data.pivot) for m in (model_a, model_b)]
-    packed, local = on_device(data.images, np.concatenate([rows, pivots]))
+    mesh = mesh or make_mesh()
+    packed, local = on_device(data.images, np.concatenate([rows, pivots]), mesh)
     size = model_a.config.model.image_size
     x_a, x_b = (gather_images(packed, local([p]), size) for p in pivots)
-    step = lambda r, i: decode_difference(model_a.variables, model_b.variables, x_a, x_b,
-                                          gather_images(packed, r, size), module_a=model_a.module,
-                                          module_b=model_b.module)
-    out = batched(step, local(rows), batch_size, progress, "to-Diff")
+    variables_a, variables_b, x_a, x_b = replicated((model_a.variables, model_b.variables, x_a, x_b), mesh)
+    step = lambda r, i: decode_difference(variables_a, variables_b, x_a, x_b,
+                                          sharded(gather_images(packed, sharded(r, mesh), size), mesh),
+                                          module_a=model_a.module, module_b=model_b.module)
+    out = batched(step, local(rows), mesh_batch_size(batch_size, mesh), progress, "to-Diff")
     n = len(out["to_diff"]) if out else 0
     result: dict[str, Any] = {"count": n}
     for name in ("to_diff", "bce"):
@@ -397,8 +443,9 @@ def evaluate(
       workdir: the run's folder.
       split: a named split or expression to take the held-out set from; default the trained split.
       sample: sampled codes with a fixed key instead of the posterior means.
-      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the run's source.
-      batch_size: images per jitted step.
+      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the source the
+        run recorded in data.json, checked to be the same data (`magajax.data.provenance.load`).
+      batch_size: images per jitted step, sharded over every device (rounded up to a multiple of their count).
       train_subset: how many training images (fixed seed) to score too; None for all.
       heldout_subset: score only this many held-out images (fixed seed); None for all of them.
       step: the checkpoint to evaluate; default the latest.
@@ -413,7 +460,7 @@ def evaluate(
     model, step = load_model(workdir, step)
     config = model.config
     if data is None or isinstance(data, str):
-        data = load_dsprites(data or config.data.source)
+        data = provenance.load(workdir, data, config.data.source)
     trained = make_split(config.data.split, data.classes, config.data.pivot)
     evaluated = trained
     if split is not None and split.strip() != config.data.split.strip():
@@ -423,10 +470,11 @@ def evaluate(
     heldout_rows = _subset(evaluated.test, heldout_subset, SEEDS["heldout_subset"])
     train_rows = _subset(trained.train, train_subset, SEEDS["train_subset"])
     law_rows = _subset(heldout_rows if len(heldout_rows) else train_rows, LAW_IMAGES, SEEDS["law_images"])
-    packed, local = on_device(data.images, np.concatenate([heldout_rows, train_rows, [trained.pivot_row]]))
+    mesh = make_mesh()
+    packed, local = on_device(data.images, np.concatenate([heldout_rows, train_rows, [trained.pivot_row]]), mesh)
     pivot = int(local([trained.pivot_row])[0])
 
-    kw = dict(batch_size=batch_size, sample=sample, progress=progress)
+    kw = dict(batch_size=batch_size, sample=sample, progress=progress, mesh=mesh)
     heldout = image_terms(model, packed, local(heldout_rows), pivot, desc="held-out", **kw)
     train = image_terms(model, packed, local(train_rows), pivot, desc="train subset", **kw)
     held_classes = data.classes[heldout_rows]
@@ -435,7 +483,7 @@ def evaluate(
     if not model.is_vae:
         codes = heldout["z"] if len(heldout["z"]) else train["z"]
         x = gather_images(packed, local(law_rows), config.model.image_size)
-        laws = group_law_errors(model, model.embed(x), codes.std(axis=0), SEEDS["law_codes"], batch_size)
+        laws = group_law_errors(model, model.embed(x), codes.std(axis=0), SEEDS["law_codes"], batch_size, mesh)
     cells = by_factor(heldout["bce"], held_classes)
     held, seen = summary(heldout), summary(train)
     result = {

@@ -367,7 +367,8 @@ def draw_all(
 
     Args:
       workdir: the run's folder.
-      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the run's source.
+      data: a DSprites container or a source ('auto', 'render', 'file:PATH', ...); default the source the
+        run recorded in data.json, checked to be the same data (`magajax.data.provenance.load`).
       out: the folder for the figures.
       examples: images per reconstruction block (traversals use half of them, at least one).
       latent_images: images whose codes are embedded in latents.png.
@@ -376,14 +377,14 @@ def draw_all(
     Returns:
       The paths written.
     """
-    from magajax.data.sources import load_dsprites
+    from magajax.data import provenance
     from magajax.data.splits import make_split
     from magajax.training import workdir as wd
 
     model, step = load_model(workdir)
     config = model.config
     if data is None or isinstance(data, str):
-        data = load_dsprites(data or config.data.source)
+        data = provenance.load(workdir, data, config.data.source)
     split = make_split(config.data.split, data.classes, config.data.pivot)
     out = Path(out) if out is not None else Path(workdir) / wd.FIGURES
     rng = np.random.default_rng(seed)

@@ -33,6 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from magajax.data import factors
 
+RENDER_VERSION = 1  # bumped whenever the rendered images change; runs record it (magajax.data.provenance)
 IMAGE_SIZE = 64
 RADIUS = 14  # a base sprite is a (2·RADIUS + 1)² patch centred on its middle pixel
 FIRST_CENTRE = 16  # pixel row/column of the centre at position class 0

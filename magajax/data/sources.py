@@ -217,14 +217,20 @@ def _reachable(url: str) -> bool:
     return bool(ok)
 
 
-def _verified(path: Path, sha256: str) -> Path:
-    """`path` if its sha256 is `sha256`, else a ValueError."""
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
-    if digest.hexdigest() != sha256:
-        raise ValueError(f"dSprites file {path}: sha256 {digest.hexdigest()} is not the {sha256} tfds registered "
+    return digest.hexdigest()
+
+
+def _verified(path: Path, sha256: str) -> Path:
+    """`path` if its sha256 is `sha256`, else a ValueError."""
+    digest = file_sha256(path)
+    if digest != sha256:
+        raise ValueError(f"dSprites file {path}: sha256 {digest} is not the {sha256} tfds registered "
                          "(truncated or corrupt download); delete it and load again")
     return path
 
@@ -289,6 +295,12 @@ def _tfds_plan(data_dir: str | None) -> tuple[Callable[[], DSprites] | None, str
             return _read_official(_verified(path, info.checksum), f"tfds:{path}", ".hdf5")
         return fetch, f"{missing}; fetching {url} with tfds' download manager"
     return None, f"{missing}, and {urllib.parse.urlsplit(url).hostname} is unreachable"
+
+
+def tfds_unavailable(data_dir: str | None = None) -> str | None:
+    """Why source 'tfds' cannot load now (None when it can): no download, no prepared dataset, offline."""
+    read, why = _tfds_plan(data_dir)
+    return None if read is not None else why
 
 
 def _fingerprint() -> str:

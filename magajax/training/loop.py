@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from magajax.analysis import figures
 from magajax.config import Config
-from magajax.data.sources import DSprites, load_dsprites
+from magajax.data import provenance
+from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
 from magajax.training import step as tr
 from magajax.training import workdir as wd
@@ -80,7 +81,8 @@ def train(
     Args:
       config: the run's configuration.
       workdir: the run's folder (see `workdir`).
-      data: a dSprites container to use instead of loading `config.data.source`.
+      data: a dSprites container to use instead of loading `config.data.source` (or, on resuming, the
+        source recorded in workdir/data.json).
       overwrite: start afresh, moving any previous run in `workdir` aside (nothing is deleted).
       progress: show a progress bar.
       tensorboard: also write the metrics as TensorBoard events in workdir/tensorboard/.
@@ -103,10 +105,12 @@ def train(
         if lead:
             stack.enter_context(WorkdirLock(workdir))
         stops = stack.enter_context(StopRequests())
-        if data is None:
-            data = load_dsprites(config.data.source)
+        if data is None:  # the recorded source on resuming, unless the run starts afresh or --data changes it
+            data = provenance.load(workdir, _new_source(workdir, config, overwrite), config.data.source)
         split = make_split(config.data.split, data.classes, config.data.pivot)
         root = wd.prepare(workdir, config, overwrite=overwrite)
+        if lead:
+            provenance.record(root, provenance.describe(data))
         run = setup(config, data, split, mesh)
         ckpt = Checkpoints(root, keep=config.train.keep)
         stack.callback(ckpt.close)  # waits for a checkpoint being written, whatever stops the run
@@ -171,6 +175,13 @@ def _stop(stops: StopRequests, what: str) -> None:
     message = f"interrupted by {stops.name} {what}"
     print(message, file=sys.stderr, flush=True)
     raise Interrupted(message, 128 + stops.signum)
+
+
+def _new_source(workdir: str | os.PathLike, config: Config, overwrite: bool) -> str | None:
+    """`config.data.source` when the run starts afresh or its source was changed, else None (the recorded one)."""
+    if overwrite or not (Path(workdir) / wd.CONFIG).is_file():
+        return config.data.source
+    return None if wd.read_config(workdir).data.source == config.data.source else config.data.source
 
 
 def final_metrics(workdir: str | os.PathLike) -> dict[str, Any]:

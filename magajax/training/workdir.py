@@ -1,5 +1,5 @@
-"""The workdir is the run: config.json, metrics.jsonl, changes.jsonl, checkpoints/ (orbax), figures/,
-tensorboard/ (when asked for) and .lock (see `lock`).
+"""The workdir is the run: config.json, data.json (magajax.data.provenance), metrics.jsonl, changes.jsonl,
+checkpoints/ (orbax), figures/, tensorboard/ (when asked for) and .lock (see `lock`).
 
 `prepare` refuses to mix runs: starting in a workdir whose config.json differs from the new
 config is an error. `overwrite=True` starts afresh whatever the config: it moves the old run to
@@ -11,6 +11,7 @@ A resumed run may change only the fields of `RESUMABLE`:
   train.log_every         the metrics period
   train.checkpoint_every  the checkpoint period
   train.keep              how many checkpoints orbax keeps (fewer deletes the oldest at the next save)
+  data.source             where dSprites comes from (data.json records what each source became)
 
 Each change is printed on one line and appended to changes.jsonl as
 {"step", "field", "old", "new", "time"}, `step` being the latest saved checkpoint's (0 if none).
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from magajax.config import Config
+from magajax.data import provenance
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -41,9 +43,9 @@ CORRUPT = "corrupt"  # damaged checkpoints, moved aside by `checkpoint`
 ERRORS = "errors.log"  # the full detail of checkpoint errors
 FIGURES = "figures"
 TENSORBOARD = "tensorboard"
-RUN_FILES = (CONFIG, METRICS, CHANGES, CHECKPOINTS, CORRUPT, ERRORS, FIGURES, TENSORBOARD)
+RUN_FILES = (CONFIG, provenance.FILE, METRICS, CHANGES, CHECKPOINTS, CORRUPT, ERRORS, FIGURES, TENSORBOARD)
 RESUMABLE = frozenset(
-    ("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep")
+    [("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep")] + [("data", "source")]
 )
 
 

@@ -13,7 +13,7 @@ from experiments import evaluate as entry
 from magajax import api
 from magajax.analysis import evaluate as ev
 from magajax.analysis.report import format_table
-from magajax.data import factors
+from magajax.data import factors, provenance, sources
 from magajax.data.splits import make_split
 from magajax.training import workdir as wd
 from tests.helpers import loss_oracle, tiny_config
@@ -202,8 +202,38 @@ def test_a_workdir_without_checkpoints_is_one_clear_error(tmp_path, capsys):
 
 def test_entry_point_prints_the_table(maganet_result, small_dsprites, monkeypatch, capsys):
     workdir, _ = maganet_result
-    monkeypatch.setattr(ev, "load_dsprites", lambda source: small_dsprites)
-    assert entry.main([f"--workdir={workdir}", "--batch-size=16", "--train-subset=40", "--no-progress"]) == 0
+    monkeypatch.setattr(sources, "load_dsprites", lambda source: small_dsprites)
+    assert entry.main([f"--workdir={workdir}", "--data=render", "--batch-size=16", "--train-subset=40",
+                       "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "held-out set of 'element'" in out and "identity" in out and "composition" in out
     assert "wrote" in out and "eval.json" in out
+
+
+@pytest.fixture
+def file_run(tiny_runs, small_dsprites, tmp_path):
+    """A copy of the tiny MAGANet run whose data.json records its images as an official .npz file."""
+    classes = np.concatenate([np.zeros((len(small_dsprites), 1), np.uint8), small_dsprites.classes], 1)
+    values = np.concatenate([np.ones((len(small_dsprites), 1), np.float32), small_dsprites.values], 1)
+    path = tmp_path / "dsprites.npz"
+    np.savez(path, imgs=small_dsprites.unpacked(slice(None)), latents_classes=classes, latents_values=values)
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_runs["maganet"], workdir)
+    provenance.record(workdir, provenance.describe(sources.load_dsprites(f"file:{path}")))
+    return workdir, path
+
+
+def test_evaluate_loads_the_recorded_file_or_names_it_when_it_is_gone(file_run, maganet_result, capsys):
+    workdir, path = file_run
+    capsys.readouterr()
+    result = ev.evaluate(workdir, batch_size=16, train_subset=40, progress=False, write=False)
+    assert f"reading {path}" in capsys.readouterr().out and result["data"] == f"file:{path}"
+    assert result["heldout"] == maganet_result[1]["heldout"]
+    path.rename(tmp := path.with_name("moved.npz"))
+    with pytest.raises(FileNotFoundError, match=f"{path} is missing.*--data="):
+        ev.evaluate(workdir, progress=False, write=False)
+    assert entry.main([f"--workdir={workdir}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path} is missing" in err and "--data=" in err
+    overridden = ev.evaluate(workdir, data=f"file:{tmp}", batch_size=16, train_subset=40, progress=False, write=False)
+    assert overridden["heldout"] == result["heldout"] and overridden["data"] == f"file:{tmp}"

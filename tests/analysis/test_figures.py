@@ -1,5 +1,6 @@
 """Figures of a run: every file is a valid image of a sensible size; the helpers lay out what they say."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from PIL import Image
 
 from experiments import figures as entry
 from magajax.analysis import figures
-from magajax.data import sources
+from magajax.data import provenance, sources
 
 MAGANET_FIGURES = {"recon.png", "traversal.png", "traversal.gif", "latents.png", "identity.png",
                    "composition.png", "loss.png"}
@@ -39,7 +40,7 @@ def test_draw_all_maganet(tiny_runs, small_dsprites, tmp_path, capsys):
 
 def test_entry_point_on_a_vae_skips_the_group_figures(tiny_runs, small_dsprites, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sources, "load_dsprites", lambda source: small_dsprites)
-    assert entry.main([f"--workdir={tiny_runs['vae']}", f"--out={tmp_path}", "--examples=2",
+    assert entry.main([f"--workdir={tiny_runs['vae']}", "--data=render", f"--out={tmp_path}", "--examples=2",
                        "--latent-images=100"]) == 0
     out = capsys.readouterr().out
     assert "skipping identity.png and composition.png" in out
@@ -85,3 +86,16 @@ def test_loss_curves_draw_every_logged_term(tmp_path):
     records = [{"step": s, "loss": 100.0 / s, "recon": 90.0 / s, "kl": 1.0 + s, "grad_norm": 2.0} for s in range(1, 9)]
     figures.loss_curves(records, tmp_path / "loss.png", title="tiny")
     _check_image(tmp_path / "loss.png", "PNG")
+
+
+def test_figures_stop_with_one_line_when_the_recorded_data_is_gone(tiny_runs, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_runs["maganet"], workdir)
+    gone = tmp_path / "gone.npz"
+    provenance.record(workdir, provenance.Provenance("file", f"file:{gone}", 3001, sha256="0" * 64))
+    with pytest.raises(FileNotFoundError, match=f"{gone} is missing.*--data="):
+        figures.draw_all(workdir, out=tmp_path / "figures")
+    assert entry.main([f"--workdir={workdir}", f"--out={tmp_path / 'figures'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{gone} is missing" in err and "--data=" in err
+    assert not (tmp_path / "figures").exists()

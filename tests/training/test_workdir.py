@@ -50,7 +50,7 @@ def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path
     (tmp_path / "checkpoints" / "marker").write_text("user data")
     other = cfg.override(c, {"hidden": 64, "train.lr": 1e-4})
     with pytest.raises(ValueError, match=r"different config \(model.hidden: 32 -> 64\); a resumed run may change only "
-                                         r"train.checkpoint_every, .*--overwrite"):
+                                         r"data.source, train.checkpoint_every, .*--overwrite"):
         wd.prepare(tmp_path, other)
     assert wd.read_config(tmp_path) == c and wd.read_changes(tmp_path) == []
     wd.prepare(tmp_path, other, overwrite=True)
