@@ -14,6 +14,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
+from magajax import runtime
 from magajax.analysis.reproduce import BLOG, BLOG_LABEL, NAMES
 from tests import helpers
 
@@ -54,13 +55,16 @@ def test_notebook_is_valid_cleared_and_parameterised():
     assert set(tiny_parameters()) <= assigned
 
 
-def test_install_cell_gives_the_readme_commands():
+def test_install_cell_gives_the_readme_commands_and_knows_a_tpu():
     source = "\n".join(c.source for c in code_cells(read()))
     (repo_url,) = re.findall(r'^REPO_URL = "([^"]+)"', source, re.M)
     assert repo_url == REPO_URL
     commands = [line.strip().lstrip("%").replace(" -q", "").replace("{REPO_URL}", repo_url)
                 for line in source.splitlines() if line.strip().startswith("%pip install")]
     assert INSTALL_TPU in commands and INSTALL_GPU in commands
+    # the install cell tells a TPU runtime by the signs magajax.runtime uses, without importing jax first
+    for sign in (*runtime.TPU_ENV, *runtime.TPU_SIGNS):
+        assert f'"{sign}"' in source, sign
 
 
 def run_tiny(tmp_path: Path) -> nbformat.NotebookNode:
