@@ -62,6 +62,8 @@ def test_install_cell_gives_the_readme_commands_and_knows_a_tpu():
     commands = [line.strip().lstrip("%").replace(" -q", "").replace("{REPO_URL}", repo_url)
                 for line in source.splitlines() if line.strip().startswith("%pip install")]
     assert INSTALL_TPU in commands and INSTALL_GPU in commands
+    readme = (ROOT / "README.md").read_text()
+    assert f"`{INSTALL_TPU}`" in readme and f"`{INSTALL_GPU}`" in readme, "the README gives the same commands"
     # the install cell tells a TPU runtime by the signs magajax.runtime uses, without importing jax first
     for sign in (*runtime.TPU_ENV, *runtime.TPU_SIGNS):
         assert f'"{sign}"' in source, sign
