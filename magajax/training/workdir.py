@@ -71,7 +71,7 @@ def read_config(workdir: str | os.PathLike) -> Config:
         )
     try:
         return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # bad JSON, unknown keys, or a value out of range
         raise ValueError(f"{path} is not a valid magajax config ({e}); fix or remove it") from e
 
 

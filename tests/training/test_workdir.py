@@ -76,6 +76,11 @@ def test_read_config_errors(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid magajax config"):
         wd.read_config(tmp_path)
+    bad = cfg.preset("quick").to_dict()
+    bad["train"]["batch_size"] = 0
+    (tmp_path / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"config\.json is not a valid magajax config \(train\.batch_size must be"):
+        wd.read_config(tmp_path)
 
 
 def test_truncate_keeps_each_step_once_up_to_the_checkpoint(tmp_path):
