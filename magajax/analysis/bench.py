@@ -35,9 +35,9 @@ from magajax.data import factors
 from magajax.data.pairs import gather_images
 from magajax.data.render import render_dsprites
 from magajax.data.sources import DSprites
-from magajax.data.splits import held_out_mask, make_split
-from magajax.models import build
+from magajax.data.splits import held_out_mask
 from magajax.training import step as tr
+from magajax.training.setup import setup
 
 TRAIN_IMAGES = 4096
 
@@ -115,20 +115,11 @@ def bench(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    data = bench_data(config, train_images)
-    split = make_split(config.data.split, data.classes, config.data.pivot)
-    mesh = tr.make_mesh()
-    device_data = tr.replicate(
-        tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32),
-                      pivot_row=np.int32(split.pivot_row)),
-        mesh,
-    )
-    model, tx = build(config.model), tr.create_optimizer(config.train)
-    init_key, step_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
-    state = tr.replicate(jax.device_get(tr.init_state(config, model, tx, device_data, init_key)), mesh)
-    step_key = tr.replicate(step_key, mesh)
+    run = setup(config, bench_data(config, train_images))
+    mesh, split, device_data, state, step_key = run.mesh, run.split, run.device_data, run.state, run.step_key
+    model = run.model
 
-    step_fn = tr.make_train_step(config, model, tx, mesh)
+    step_fn = tr.make_train_step(config, model, run.tx, mesh)
     start = time.perf_counter()
     compiled = step_fn.lower(state, step_key, device_data).compile()
     compile_s = time.perf_counter() - start
