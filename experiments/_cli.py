@@ -242,7 +242,7 @@ def distributed_arguments(distributed: bool, coordinator_address: str | None, nu
              "--process-id": process_id}
     named = [name for name, value in given.items() if value is not None]
     if named and not distributed:
-        fail(f"{', '.join(named)} only apply to a multi-host run: add --distributed")
+        fail(f"{', '.join(named)}: only for a multi-host run; add --distributed")
     if not distributed:
         return None
     if not named:

@@ -38,7 +38,7 @@ from magajax.data.splits import make_split
 from magajax.training import hosts
 from magajax.training import step as tr
 from magajax.training import workdir as wd
-from magajax.training.checkpoint import Checkpoints, host_array
+from magajax.training.checkpoint import Checkpoints
 from magajax.training.lock import WorkdirLock
 from magajax.training.metrics import open_writer, summary_writer_class
 from magajax.training.setup import setup
@@ -126,7 +126,7 @@ def train(
         if restored is None:
             state, start = run.state, 0
         else:
-            state, start = tr.replicate(jax.tree.map(host_array, restored[0]), mesh), restored[1]
+            state, start = tr.replicate(jax.device_get(restored[0]), mesh), restored[1]
             if lead:
                 print(f"resuming {root} from step {start}")
         if lead:

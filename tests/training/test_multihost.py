@@ -1,0 +1,116 @@
+"""Multi-host training with two real processes on this machine, joined by jax.distributed over the CPU
+(gloo collectives), each with 4 simulated devices: it trains as one process with 8 devices does,
+process 0 alone writes and prints, and an error on process 0 stops process 1 too."""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from magajax.training import workdir as wd
+from tests.helpers import tiny_config
+from tests.training.helpers import REPO, SUBSET, checkpoint_steps
+
+JOIN = textwrap.dedent("""
+    import sys
+    import jax
+
+    processes, index, port, workdir, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    if processes > 1:
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=processes, process_id=index)
+    assert (jax.device_count(), jax.local_device_count(), jax.process_index()) == (8, 8 // processes, index)
+""")
+
+TRAIN = textwrap.dedent("""
+    import optax
+    from magajax import config as cfg
+    from magajax.training import loop
+    from magajax.training.checkpoint import named_leaves
+    from tests import helpers
+
+    config = helpers.tiny_config()  # 4 steps, logged and saved every 2
+    if processes > 1:  # stop at step 2, then resume
+        loop.train(cfg.override(config, {"train.steps": 2}), workdir, data=data)
+    state = loop.train(config, workdir, data=data)
+    final = {"variables": state.variables, "mu": optax.tree_utils.tree_get(state.opt_state, "mu")}
+    np.savez(out, **named_leaves(jax.device_get(final)))
+    if processes > 1:
+        try:
+            loop.train(cfg.override(config, {"hidden": 16}), workdir, data=data)
+        except ValueError as e:
+            print(f"refused: {e}", flush=True)
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def start(processes: int, index: int, port: int, workdir, out, cache) -> subprocess.Popen:
+    """One process of a run of `processes` processes with 8 devices in all."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={8 // processes}",
+               JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONWARNINGS="ignore")
+    args = [str(processes), str(index), str(port), str(workdir), str(out)]
+    return subprocess.Popen([sys.executable, "-c", JOIN + SUBSET + TRAIN, *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(runs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """(stdout, stderr) of each run once all have ended; kills them all if one fails or they overrun."""
+    try:
+        outputs = [run.communicate(timeout=timeout) for run in runs]
+    except subprocess.TimeoutExpired:
+        for run in runs:
+            run.kill()
+        raise AssertionError(f"the runs did not end within {timeout} s") from None
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, f"{run.args[3:5]} ended with {run.returncode}:\n{out[-2000:]}\n{err[-4000:]}"
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
+    port, shared = free_port(), tmp_path / "shared"
+    pair = [start(2, i, port, shared, tmp_path / f"process{i}.npz", tmp_path / "cache") for i in (0, 1)]
+    alone = start(1, 0, 0, tmp_path / "alone", tmp_path / "alone.npz", tmp_path / "cache")
+    (out0, err0), (out1, err1), _ = finish([*pair, alone], timeout=300)
+
+    # Process 0 alone prints, logs each step once and writes the checksums; both saved the checkpoints.
+    assert f"resuming {shared} from step 2" in out0 and "changed train.steps 2 -> 4" in out0
+    assert "maganet element" in err0  # the progress bar
+    for line in ("resuming", "changed", "maganet element", "moved"):
+        assert line not in out1 + err1, f"process 1 printed {line!r}"
+    assert [r["step"] for r in wd.read_metrics(shared)] == [2, 4]
+    assert checkpoint_steps(shared) == [2, 4]
+    assert all((shared / "checkpoints" / str(s) / "checksums.json").is_file() for s in (2, 4))
+    assert (shared / "figures" / "loss.png").stat().st_size > 0
+
+    # A config process 0 refuses stops process 1 too, with process 0's reason.
+    assert "refused:" in out0 and "different config (model.hidden: 8 -> 16)" in out0
+    assert "refused: process 0 failed to load the data and prepare the workdir: " in out1
+    assert "different config (model.hidden: 8 -> 16)" in out1
+
+    p0, p1, one = (np.load(tmp_path / f"{name}.npz") for name in ("process0", "process1", "alone"))
+    assert sorted(p0) == sorted(one) and any(name.startswith("mu.") for name in one)
+    for name in one:
+        np.testing.assert_array_equal(p0[name], p1[name], err_msg=f"{name}: the processes hold different copies")
+    # Not bit for bit: the cross-process all-reduce (gloo) sums the 8 devices' gradients in another
+    # order than XLA's all-reduce within one process, so the gradients differ by float rounding. Adam's
+    # first moment (0.1 * the running gradient) must agree to that rounding. Adam moves each parameter
+    # by about lr * g / |g| per step: where g is zero up to rounding its sign decides, so the parameters
+    # agree within 2 * lr per step.
+    for name in one:
+        if name.startswith("mu."):
+            scale = max(float(np.abs(one[name]).max()), 1e-6)
+            gap = float(np.abs(p0[name] - one[name]).max()) / scale
+            assert gap < 1e-3, f"{name}: gradients differ by {gap:.1e} (relative)"
+    lr, steps = tiny_config().train.lr, tiny_config().train.steps
+    gap = max(float(np.abs(p0[name] - one[name]).max()) for name in one if name.startswith("variables."))
+    assert gap <= 2 * lr * steps, f"parameters differ by {gap:.2e} after {steps} steps"
