@@ -1,6 +1,7 @@
 """Multi-host training with two real processes on this machine, joined by jax.distributed over the CPU
 (gloo collectives), each with 4 simulated devices: it trains as one process with 8 devices does,
-process 0 alone writes and prints, and an error on process 0 stops process 1 too."""
+process 0 alone writes and prints, a stop request that reaches one process stops both at the same
+step, and an error on process 0 stops process 1 too."""
 
 import os
 import socket
@@ -19,26 +20,47 @@ JOIN = textwrap.dedent("""
     import sys
     import jax
 
-    processes, index, port, workdir, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    processes, process_id, port = (int(arg) for arg in sys.argv[1:4])
+    workdir, out = sys.argv[4:6]
     if processes > 1:
-        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=processes, process_id=index)
-    assert (jax.device_count(), jax.local_device_count(), jax.process_index()) == (8, 8 // processes, index)
+        jax.distributed.initialize(f"localhost:{port}", num_processes=processes, process_id=process_id)
+    assert (jax.device_count(), jax.local_device_count(), jax.process_index()) == (8, 8 // processes, process_id)
 """)
 
 TRAIN = textwrap.dedent("""
+    import os
+    import signal
     import optax
     from magajax import config as cfg
     from magajax.training import loop
+    from magajax.training import step as train_step
     from magajax.training.checkpoint import named_leaves
     from tests import helpers
 
     config = helpers.tiny_config()  # 4 steps, logged and saved every 2
-    if processes > 1:  # stop at step 2, then resume
+    if processes > 1:  # stop at step 2, then resume; then 4 more steps, stopped by a signal
         loop.train(cfg.override(config, {"train.steps": 2}), workdir, data=data)
     state = loop.train(config, workdir, data=data)
     final = {"variables": state.variables, "mu": optax.tree_utils.tree_get(state.opt_state, "mu")}
     np.savez(out, **named_leaves(jax.device_get(final)))
     if processes > 1:
+        if process_id == 1:  # a stop request that reaches process 1 alone, after step 5
+            make_train_step = train_step.make_train_step
+
+            def signalling(*args):
+                step = make_train_step(*args)
+
+                def run(state, key, data):
+                    state, metrics = step(state, key, data)
+                    if int(state.step) == 5:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    return state, metrics
+                return run
+            train_step.make_train_step = signalling
+        try:
+            loop.train(cfg.override(config, {"train.steps": 8}), workdir, data=data)
+        except loop.Interrupted as e:
+            print(f"stopped with {e.exit_code}", flush=True)
         try:
             loop.train(cfg.override(config, {"hidden": 16}), workdir, data=data)
         except ValueError as e:
@@ -87,10 +109,14 @@ def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
     assert "maganet element" in err0  # the progress bar
     for line in ("resuming", "changed", "maganet element", "moved"):
         assert line not in out1 + err1, f"process 1 printed {line!r}"
-    assert [r["step"] for r in wd.read_metrics(shared)] == [2, 4]
-    assert checkpoint_steps(shared) == [2, 4]
-    assert all((shared / "checkpoints" / str(s) / "checksums.json").is_file() for s in (2, 4))
+    assert [r["step"] for r in wd.read_metrics(shared)] == [2, 4, 6]
+    assert checkpoint_steps(shared) == [2, 4, 6]
+    assert all((shared / "checkpoints" / str(s) / "checksums.json").is_file() for s in (2, 4, 6))
     assert (shared / "figures" / "loss.png").stat().st_size > 0
+
+    # SIGTERM reached process 1 alone after step 5: both stopped at the next logging step, 6, saving it.
+    assert "stopped with 143" in out0 and "stopped with 143" in out1
+    assert "interrupted by SIGTERM at step 6" in err0 and "interrupted" not in err1
 
     # A config process 0 refuses stops process 1 too, with process 0's reason.
     assert "refused:" in out0 and "different config (model.hidden: 8 -> 16)" in out0
@@ -107,7 +133,8 @@ def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
     # moment (0.1 * the running gradient, compared to its largest entry) agree to that rounding. Adam
     # moves each parameter by about lr * g / |g| per step: where g is zero up to rounding its sign
     # decides, so there the parameters agree only within 2 * lr per step.
-    for shared_record, alone_record in zip(wd.read_metrics(shared), wd.read_metrics(tmp_path / "alone"), strict=True):
+    alone_records = wd.read_metrics(tmp_path / "alone")  # steps 2 and 4, as the pair's first two
+    for shared_record, alone_record in zip(wd.read_metrics(shared)[:2], alone_records, strict=True):
         for name, value in alone_record.items():
             if name != "pairs_per_s":
                 assert np.isclose(shared_record[name], value, rtol=1e-5, atol=0), (shared_record, alone_record)
