@@ -12,7 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from magajax.training import hosts
 from magajax.training import workdir as wd
+from magajax.training.lock import WorkdirInUse
 from tests.helpers import tiny_config
 from tests.training.helpers import REPO, SUBSET, checkpoint_steps
 
@@ -145,3 +147,23 @@ def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
     lr, steps = tiny_config().train.lr, tiny_config().train.steps
     gap = max(float(np.abs(p0[name] - one[name]).max()) for name in one if name.startswith("variables."))
     assert gap <= 2 * lr * steps, f"parameters differ by {gap:.2e} after {steps} steps"
+
+
+@pytest.mark.parametrize("error, kind", [
+    (ValueError("bad\nconfig"), ValueError), (WorkdirInUse("in use"), OSError),
+    (FloatingPointError("nan"), FloatingPointError), (KeyError("x"), RuntimeError),
+])
+def test_a_failure_is_shared_as_its_kind_and_message(error, kind):
+    assert hosts.decode(hosts.encode(None)) is None
+    shared_kind, message = hosts.decode(hosts.encode(error))
+    assert shared_kind is kind and message == " ".join(str(error).split())
+    long = ValueError("x" + "é" * hosts.MESSAGE_BYTES)  # cut inside a two-byte character: decoded all the same
+    assert hosts.decode(hosts.encode(long))[1].startswith("x" + "é" * (hosts.MESSAGE_BYTES // 2 - 1))
+
+
+def test_one_process_runs_the_block_as_it_is():
+    with pytest.raises(ValueError, match=r"^own$"), hosts.agreed("do it"):
+        raise ValueError("own")
+    with hosts.agreed("do it"):
+        pass
+    assert hosts.is_lead() and hosts.first_signal(None) is None and hosts.first_signal(15) == 15

@@ -1,8 +1,10 @@
 """The workdir holds one run: config checks, allowed changes recorded, overwrite moves aside, metrics records."""
 
 import json
+import os
 
 import pytest
+from etils import epath
 
 from magajax import config as cfg
 from magajax.training import workdir as wd
@@ -103,3 +105,14 @@ def test_a_bad_line_before_the_last_is_an_error_naming_it(tmp_path):
     path.write_text(json.dumps({"step": 1}) + "\n" + "garbage\n" + json.dumps({"step": 2}) + "\n")
     with pytest.raises(ValueError, match=rf"{path} line 2 is not a metrics record .*fix or delete that line"):
         wd.read_metrics(tmp_path)
+
+
+def test_paths_and_whole_file_writes(tmp_path):
+    assert wd.is_local(tmp_path) and wd.is_local("runs/x") and not wd.is_local("gs://bucket/run")
+    assert wd.absolute("gs://bucket/run") == epath.Path("gs://bucket/run")  # a URI is left as it is
+    assert wd.absolute("runs/x") == epath.Path(os.getcwd()) / "runs" / "x"
+    path = epath.Path(tmp_path) / "file.txt"
+    wd.write_atomic(path, "one\n")
+    wd.write_atomic(path, "two\n")
+    wd.append_text(path, "three\n")
+    assert path.read_text() == "two\nthree\n" and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
