@@ -118,6 +118,9 @@ def train(
             split = make_split(config.data.split, data.classes, config.data.pivot)
             if lead:
                 root = wd.prepare(workdir, config, overwrite=overwrite)
+        with hosts.agreed("find the workdir prepared by process 0"):
+            if not lead:
+                wd.check_shared(root, config)
         run = setup(config, data, split, mesh)
         ckpt = Checkpoints(root, keep=config.train.keep)
         stack.callback(ckpt.close)  # waits for a checkpoint being written, whatever stops the run

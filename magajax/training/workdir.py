@@ -150,6 +150,23 @@ def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False)
     return root
 
 
+def check_shared(workdir: str | os.PathLike, config: Config, wait_s: float = 10.0) -> None:
+    """Waits until this process sees `config` in workdir/config.json, written by process 0 of a
+    multi-host run (a network file system may show it a little late).
+
+    Raises OSError after `wait_s` seconds: the processes do not share the workdir.
+    """
+    path = epath.Path(workdir) / CONFIG
+    deadline = time.monotonic() + wait_s
+    while not (path.is_file() and path.read_text() == config.to_json() + "\n"):
+        if time.monotonic() > deadline:
+            raise OSError(
+                f"{path} does not hold this run's config here, {wait_s:g} s after process 0 wrote it: the processes "
+                "must share the workdir; use a folder every machine mounts (NFS, ...) or a bucket (gs://...)"
+            )
+        time.sleep(0.2)
+
+
 def record_changes(workdir: epath.Path, diffs: list[tuple[str, Any, Any]]) -> None:
     """Appends each (field, old, new) to changes.jsonl at the latest checkpoint's step and prints one line."""
     step, now = latest_checkpoint_step(workdir), time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -67,6 +67,10 @@ TRAIN = textwrap.dedent("""
             loop.train(cfg.override(config, {"hidden": 16}), workdir, data=data)
         except ValueError as e:
             print(f"refused: {e}", flush=True)
+        try:  # process 1 does not see process 0's workdir
+            loop.train(cfg.override(config, {"train.steps": 8}), workdir + "-elsewhere" * process_id, data=data)
+        except OSError as e:
+            print(f"not shared: {e}", flush=True)
 """)
 
 
@@ -124,6 +128,8 @@ def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
     assert "refused:" in out0 and "different config (model.hidden: 8 -> 16)" in out0
     assert "refused: process 0 failed to load the data and prepare the workdir: " in out1
     assert "different config (model.hidden: 8 -> 16)" in out1
+    assert f"not shared: process 1 failed to find the workdir prepared by process 0: {shared}-elsewhere" in out0
+    assert "the processes must share the workdir" in out0 and "not shared: " in out1
 
     p0, p1, one = (np.load(tmp_path / f"{name}.npz") for name in ("process0", "process1", "alone"))
     assert sorted(p0) == sorted(one) and any(name.startswith("mu.") for name in one)
