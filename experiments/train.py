@@ -43,7 +43,8 @@ class Options:
         metavar="HOST:PORT", help="with --distributed: process 0's machine and a free port",
         help_behavior_hint="")] = None
     num_processes: Annotated[int | None, tyro.conf.arg(
-        metavar="N", help="with --distributed: how many processes (one per machine)", help_behavior_hint="")] = None
+        metavar="N", help="with --distributed: how many processes (usually one per machine)",
+        help_behavior_hint="")] = None
     process_id: Annotated[int | None, tyro.conf.arg(
         metavar="I", help="with --distributed: this process's number, 0 .. N-1 (0 writes the workdir)",
         help_behavior_hint="")] = None

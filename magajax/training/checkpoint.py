@@ -360,7 +360,7 @@ class Checkpoints:
         if expected is None and path not in _said_unverified:
             _said_unverified.add(path)
             if hosts.is_lead():
-                    print(f"checkpoint {path.parent} has no checksums (written by an older magajax, or stopped before "
+                print(f"checkpoint {path.parent} has no checksums (written by an older magajax, or stopped before "
                       "they were written); its arrays are finite but unverified")
         return expected
 
