@@ -1,10 +1,10 @@
 """Training test helpers: a tiny run in a subprocess (for the tests that kill, signal or lock a run),
 the steps of a workdir's checkpoints, and the scalars of TensorBoard event files.
 
-`SUBSET` is the code that renders those 301 images as `data`, for scripts run in a subprocess.
 `start_run(workdir, overrides)` starts `loop.train` on 301 rendered images with
 `tests.helpers.tiny_config()` and `overrides`; the process exits with `Interrupted.exit_code`
 when a signal stops it, and with 2 after printing `error: ...` for the errors the CLI catches.
+`SUBSET` is the code that renders those 301 images as `data`, for other scripts run in a subprocess.
 """
 
 import json
