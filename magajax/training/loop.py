@@ -177,8 +177,8 @@ def train(
                 _stop(stops, f"at step {step}: saved checkpoint {ckpt.directory / str(step)}; rerun the same "
                       "command to resume")
         if lead:
-            figures.loss_curves(wd.read_metrics(root), root / wd.FIGURES / "loss.png",
-                                title=f"{config.model.kind} · {split.name}")
+            with wd.written_locally(root / wd.FIGURES / "loss.png") as png:
+                figures.loss_curves(wd.read_metrics(root), png, title=f"{config.model.kind} · {split.name}")
     return state
 
 

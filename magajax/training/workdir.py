@@ -27,10 +27,13 @@ written whole or not at all. A bucket has no append: appending there rewrites th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from etils import epath
@@ -84,6 +87,19 @@ def append_text(path: epath.Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def written_locally(path: epath.Path) -> Iterator[epath.Path]:
+    """A file on this machine to write `path` through (for writers that take only local paths, e.g.
+    matplotlib): `path` itself when it is local; for a bucket, a temporary file copied to `path` at the end."""
+    if is_local(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = epath.Path(folder) / path.name
+        yield local
+        local.copy(path, overwrite=True)
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:

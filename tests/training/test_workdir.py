@@ -116,3 +116,15 @@ def test_paths_and_whole_file_writes(tmp_path):
     wd.write_atomic(path, "two\n")
     wd.append_text(path, "three\n")
     assert path.read_text() == "two\nthree\n" and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_a_file_for_a_bucket_is_written_locally_then_copied(tmp_path, monkeypatch):
+    path = epath.Path(tmp_path) / "figures" / "loss.png"
+    path.parent.mkdir()
+    with wd.written_locally(path) as local:
+        assert local == path
+    monkeypatch.setattr(wd, "is_local", lambda p: False)  # as for gs://...: written elsewhere, then copied
+    with wd.written_locally(path) as local:
+        assert local != path and local.name == "loss.png"
+        local.write_bytes(b"png")
+    assert path.read_bytes() == b"png" and not local.exists()
