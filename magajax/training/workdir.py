@@ -166,7 +166,7 @@ def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False)
     return root
 
 
-def check_shared(workdir: str | os.PathLike, config: Config, wait_s: float = 10.0) -> None:
+def check_shared(workdir: str | os.PathLike, config: Config, wait_s: float = 5.0) -> None:
     """Waits until this process sees `config` in workdir/config.json, written by process 0 of a
     multi-host run (a network file system may show it a little late).
 
