@@ -1,7 +1,7 @@
 """Multi-host training with two real processes on this machine, joined by jax.distributed over the CPU
 (gloo collectives), each with 4 simulated devices: it trains as one process with 8 devices does,
 process 0 alone writes and prints, a stop request that reaches one process stops both at the same
-step, and an error on process 0 stops process 1 too."""
+step, and an error on either process stops the other too, with its message."""
 
 import os
 import socket
@@ -126,6 +126,7 @@ def test_two_processes_train_as_one_with_all_their_devices(tmp_path):
     assert "refused:" in out0 and "different config (model.hidden: 8 -> 16)" in out0
     assert "refused: process 0 failed to load the data and prepare the workdir: " in out1
     assert "different config (model.hidden: 8 -> 16)" in out1
+    # A workdir process 1 does not see stops process 0 too.
     assert f"not shared: process 1 failed to find the workdir prepared by process 0: {shared}-elsewhere" in out0
     assert "the processes must share the workdir" in out0 and "not shared: " in out1
 
