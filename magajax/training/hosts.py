@@ -6,7 +6,7 @@ errors.log, corrupt/), holds the lock and prints; the others wait for it where t
 wrote. `agreed(what)` is that wait with failures shared: every process runs the block, then all
 exchange whether it failed; a failure on any process is raised on every process, so none is left
 waiting at a barrier for one that gave up. The exchange is one tiny collective over all devices
-(`process_allgather`). With one process every function here does nothing.
+(`process_allgather`). With one process `agreed` and `first_signal` exchange nothing.
 
 A process that dies outright (killed, crashed) cannot say so; JAX's distributed runtime notices
 its missing heartbeats and ends the others (`heartbeat_timeout_seconds` of
