@@ -229,6 +229,38 @@ def parse(options: type[Options], argv: Sequence[str] | None, prog: str, descrip
     return parsed
 
 
+def distributed_arguments(distributed: bool, coordinator_address: str | None, num_processes: int | None,
+                          process_id: int | None) -> dict[str, Any] | None:
+    """The keyword arguments of `jax.distributed.initialize` (None: a one-process run), or a one-line error
+    (exit 2) for flags that do not go together.
+
+    `--distributed` alone lets JAX detect the cluster (TPU pods, SLURM, ...); with
+    --coordinator-address HOST:PORT, --num-processes N and --process-id I (all three) it joins the
+    processes of a cluster JAX does not detect.
+    """
+    given = {"--coordinator-address": coordinator_address, "--num-processes": num_processes,
+             "--process-id": process_id}
+    named = [name for name, value in given.items() if value is not None]
+    if named and not distributed:
+        fail(f"{', '.join(named)}: only for a multi-host run; add --distributed")
+    if not distributed:
+        return None
+    if not named:
+        return {}
+    if len(named) < len(given):
+        missing = ", ".join(name for name in given if name not in named)
+        fail(f"--distributed with {', '.join(named)} needs {missing} too: give all three, or none to let JAX "
+             "detect the cluster")
+    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d+", coordinator_address):
+        fail(f"--coordinator-address {coordinator_address!r} is not HOST:PORT, e.g. 10.0.0.1:1234 (process 0's "
+             "machine and a free port)")
+    if num_processes < 1:
+        fail(f"--num-processes {num_processes} must be at least 1")
+    if not 0 <= process_id < num_processes:
+        fail(f"--process-id {process_id} must be one of 0 .. {num_processes - 1} (--num-processes {num_processes})")
+    return {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
+
+
 def say_runtime() -> None:
     """Prints the start-up line of `magajax.runtime.describe` (backend, devices, process), on process 0."""
     import jax

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from magajax.data import factors, render, sources
 from magajax.data.sources import DSprites
@@ -104,12 +105,12 @@ def describe(ds: DSprites) -> Provenance:
     return Provenance("memory", ds.source, n, sha256=digest.hexdigest())
 
 
-def _broken(path: Path, why: Any) -> ValueError:
+def _broken(path: epath.Path, why: Any) -> ValueError:
     return ValueError(f"{path} is not a magajax data record ({why}); fix it, or delete it and pass {SOURCE_FLAG} "
                       "to say which data the run uses")
 
 
-def _from_dict(entry: dict[str, Any], path: Path) -> Provenance:
+def _from_dict(entry: dict[str, Any], path: epath.Path) -> Provenance:
     fields = {f.name for f in dataclasses.fields(Provenance)}
     try:
         return Provenance(**{k: v for k, v in entry.items() if k in fields})
@@ -119,7 +120,7 @@ def _from_dict(entry: dict[str, Any], path: Path) -> Provenance:
 
 def _read_file(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON object in workdir/data.json, None when there is none."""
-    path = Path(workdir) / FILE
+    path = epath.Path(workdir) / FILE
     if not path.is_file():
         return None
     try:
@@ -134,12 +135,12 @@ def _read_file(workdir: str | os.PathLike) -> dict[str, Any] | None:
 def read(workdir: str | os.PathLike) -> Provenance | None:
     """The provenance recorded in workdir/data.json, None when the workdir has none."""
     record = _read_file(workdir)
-    return None if record is None else _from_dict(record, Path(workdir) / FILE)
+    return None if record is None else _from_dict(record, epath.Path(workdir) / FILE)
 
 
 def record(workdir: str | os.PathLike, prov: Provenance) -> None:
     """Writes `prov` to workdir/data.json (atomically); a different earlier record moves to its history."""
-    path = Path(workdir) / FILE
+    path = epath.Path(workdir) / FILE
     old = _read_file(workdir)
     history = [] if old is None else list(old.get("history", []))
     if old is not None:
@@ -150,14 +151,14 @@ def record(workdir: str | os.PathLike, prov: Provenance) -> None:
         print(f"dSprites: the run's data changed from {previous.label()} to {prov.label()} (recorded in {path})",
               flush=True)
     entry = {**dataclasses.asdict(prov), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": history}
-    tmp = path.with_name(FILE + ".tmp")
+    tmp = path.with_name(FILE + ".tmp")  # written whole, then renamed over data.json (also in a bucket)
     tmp.write_text(json.dumps(entry, indent=1) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _unavailable(workdir: str | os.PathLike, prov: Provenance, why: str) -> str:
     """The one-line error of a recorded source that cannot be loaded as it was."""
-    return (f"the run in {workdir} used dSprites from {prov.label()}, recorded in {Path(workdir) / FILE}, "
+    return (f"the run in {workdir} used dSprites from {prov.label()}, recorded in {epath.Path(workdir) / FILE}, "
             f"but {why}; restore that source, or pass {SOURCE_FLAG} to use another explicitly")
 
 

@@ -19,6 +19,10 @@ restored once its arrays are found finite, with a message, and gets its checksum
 a few lines; tracebacks and orbax/TensorStore detail are appended to `workdir/errors.log`. Arrays are
 restored onto this machine's devices, whatever the devices they were saved from; `load` reads the
 model variables alone.
+
+In a multi-host run every process saves and restores (orbax coordinates them); process 0 alone
+writes checksums.json and errors.log, moves damaged checkpoints aside and prints, and the others
+wait for a move before they look for the next checkpoint. The workdir may be a bucket (gs://...).
 """
 
 from __future__ import annotations
@@ -28,19 +32,19 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.sharding import Sharding, SingleDeviceSharding
 
 from magajax.config import Config
+from magajax.training import hosts
 from magajax.training import workdir as wd
 
 CHECKSUMS = "checksums.json"  # inside each step folder
@@ -54,7 +58,7 @@ TRANSIENT_MARKS = ("UNAVAILABLE", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "DE
                    "Input/output error", "No space left", "Permission denied")
 DAMAGE_MARKS = ("DATA_LOSS", "NOT_FOUND", "OUT_OF_RANGE", "Error reading", "Error decoding", "Error opening",
                 "error while reading", "DecodeError")
-_said_unverified: set[Path] = set()
+_said_unverified: set[epath.Path] = set()
 
 
 class CheckpointError(ValueError):
@@ -192,7 +196,7 @@ class Checkpoints:
     """
 
     def __init__(self, workdir: str | os.PathLike, keep: int = 3):
-        self.workdir = Path(workdir).absolute()
+        self.workdir = wd.absolute(workdir)
         self.directory = self.workdir / wd.CHECKPOINTS
         self.errors = self.workdir / ERRORS
         self.manager = ocp.CheckpointManager(
@@ -209,7 +213,7 @@ class Checkpoints:
     def save(self, step: int, state: Any) -> None:
         """Saves `state` as step `step` (asynchronously; atomic on completion; checksums follow it)."""
         self.wait()
-        sums = checksums(state)
+        sums = checksums(state) if hosts.is_lead() else {}
         if self.manager.save(step, args=ocp.args.StandardSave(state)):
             self._unsealed[step] = sums
 
@@ -250,8 +254,9 @@ class Checkpoints:
                                           f"details in {self.errors}") from None
                 aside = self._move_aside(s)
                 damaged.append(f"step {s}: {e} (moved to {aside})")
-                print(f"checkpoint at step {s} is unreadable ({e}); moved it to {aside} and trying the previous one; "
-                      f"details in {self.errors}")
+                if hosts.is_lead():
+                    print(f"checkpoint at step {s} is unreadable ({e}); moved it to {aside} and trying the previous "
+                          f"one; details in {self.errors}")
                 continue
             return state, s
         if damaged:
@@ -318,7 +323,7 @@ class Checkpoints:
             raise Damaged(f"unreadable {path}")
         return metadata.tree
 
-    def _read(self, step: int, read: Callable[[], Any], source: Path) -> Any:
+    def _read(self, step: int, read: Callable[[], Any], source: epath.Path) -> Any:
         """`read()` of `source`, retried once after an I/O error; raises Damaged for unreadable bytes."""
         for attempt in (1, 2):
             try:
@@ -354,41 +359,40 @@ class Checkpoints:
             raise Damaged(problem)
         if expected is None and path not in _said_unverified:
             _said_unverified.add(path)
-            print(f"checkpoint {path.parent} has no checksums (written by an older magajax, or stopped before "
-                  "they were written); its arrays are finite but unverified")
+            if hosts.is_lead():
+                print(f"checkpoint {path.parent} has no checksums (written by an older magajax, or stopped before "
+                      "they were written); its arrays are finite but unverified")
         return expected
 
     def _write_checksums(self, step: int, sums: dict[str, dict[str, Any]]) -> None:
-        if jax.process_index() != 0:
-            return
-        path = self.directory / str(step) / CHECKSUMS
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"format": 1, "algorithm": "sha256", "step": step, "leaves": sums}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if hosts.is_lead():
+            path = self.directory / str(step) / CHECKSUMS
+            wd.write_atomic(path, json.dumps({"format": 1, "algorithm": "sha256", "step": step, "leaves": sums},
+                                             indent=1))
 
     def _log(self, step: int, what: str, error: BaseException | None = None) -> None:
-        """Appends the full detail to workdir/errors.log (skipped where the workdir is read-only)."""
+        """Appends the full detail to workdir/errors.log (on process 0; skipped where the workdir is read-only)."""
+        if not hosts.is_lead():
+            return
+        detail = "".join(traceback.format_exception(error)) if error is not None else ""
         try:
-            with open(self.errors, "a") as f:
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.directory / str(step)} (step {step}): "
-                        f"{what}\n")
-                if error is not None:
-                    f.write("".join(traceback.format_exception(error)))
+            wd.append_text(self.errors, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.directory / str(step)} "
+                                        f"(step {step}): {what}\n{detail}")
         except OSError:
             pass
 
-    def _move_aside(self, step: int) -> Path:
+    def _move_aside(self, step: int) -> epath.Path:
+        """Moves the step folder to corrupt/<step>-<time>/ (process 0; the others wait for it)."""
         aside = self.workdir / CORRUPT / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-        try:
-            aside.parent.mkdir(exist_ok=True)
-            shutil.move(str(self.directory / str(step)), str(aside))
-        except OSError as e:
-            self._log(step, f"could not move to {aside}", e)
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} is damaged and could not be moved to "
-                                  f"{aside} ({e}); move it aside by hand") from None
+        with hosts.agreed(f"move the damaged checkpoint {step} aside"):
+            if hosts.is_lead():
+                try:
+                    aside.parent.mkdir(exist_ok=True)
+                    (self.directory / str(step)).rename(aside)
+                except OSError as e:
+                    self._log(step, f"could not move to {aside}", e)
+                    raise CheckpointError(f"checkpoint {self.directory / str(step)} is damaged and could not be "
+                                          f"moved to {aside} ({e}); move it aside by hand") from None
         self.manager.reload()
         return aside
 

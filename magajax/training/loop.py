@@ -10,6 +10,12 @@ Starting in a workdir with checkpoints resumes from the latest one. A run
 - on SIGTERM or SIGINT finishes the current step, saves a checkpoint, waits for it to be on disk
   and raises `Interrupted` (exit code 128 + signal number);
 - draws figures/loss.png once, at the end.
+
+Every process of a multi-host run (after `jax.distributed.initialize`) calls `train` alike. Process 0
+alone takes the lock, prepares the workdir, writes metrics and figures and prints; the others wait
+for it, and an error on any process stops them all (`hosts.agreed`). Checkpoints are saved and
+restored by all. A stop request (SIGTERM, SIGINT) may reach only some processes: they agree on it
+at every logging step (train.log_every), so a multi-host run stops at the next one.
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import contextlib
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from tqdm.auto import tqdm
 
 from magajax.analysis import figures
@@ -30,6 +36,7 @@ from magajax.config import Config
 from magajax.data import provenance
 from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
+from magajax.training import hosts
 from magajax.training import step as tr
 from magajax.training import workdir as wd
 from magajax.training.checkpoint import Checkpoints
@@ -98,28 +105,36 @@ def train(
     """
     mesh = tr.make_mesh()
     tr.check_batch(config.train.batch_size, mesh)
-    lead = jax.process_index() == 0
-    if tensorboard and lead:
-        summary_writer_class()  # a missing tensorboardX fails now, not after loading and compiling
+    lead = hosts.is_lead()
     with contextlib.ExitStack() as stack:
-        if lead:
-            stack.enter_context(WorkdirLock(workdir))
+        with hosts.agreed("lock the workdir"):
+            if tensorboard and lead:
+                summary_writer_class()  # a missing tensorboardX fails now, not after loading and compiling
+            if lead:
+                stack.enter_context(WorkdirLock(workdir))
         stops = stack.enter_context(StopRequests())
-        if data is None:  # the recorded source on resuming, unless the run starts afresh or --data changes it
-            data = provenance.load(workdir, _new_source(workdir, config, overwrite), config.data.source)
-        split = make_split(config.data.split, data.classes, config.data.pivot)
-        root = wd.prepare(workdir, config, overwrite=overwrite)
-        if lead:
-            provenance.record(root, provenance.describe(data))
+        root = epath.Path(workdir)
+        with hosts.agreed("load the data and prepare the workdir"):
+            if data is None:  # the recorded source on resuming, unless the run starts afresh or --data changes it
+                data = provenance.load(workdir, _new_source(workdir, config, overwrite), config.data.source)
+            split = make_split(config.data.split, data.classes, config.data.pivot)
+            if lead:
+                root = wd.prepare(workdir, config, overwrite=overwrite)
+                provenance.record(root, provenance.describe(data))
+        with hosts.agreed("find the workdir prepared by process 0"):
+            if not lead:
+                wd.check_shared(root, config)
         run = setup(config, data, split, mesh)
         ckpt = Checkpoints(root, keep=config.train.keep)
         stack.callback(ckpt.close)  # waits for a checkpoint being written, whatever stops the run
-        restored = ckpt.restore(run.state)
+        with hosts.agreed("restore the latest checkpoint"):
+            restored = ckpt.restore(run.state)
         if restored is None:
             state, start = run.state, 0
         else:
             state, start = tr.replicate(jax.device_get(restored[0]), mesh), restored[1]
-            print(f"resuming {root} from step {start}")
+            if lead:
+                print(f"resuming {root} from step {start}")
         if lead:
             wd.truncate_metrics(root, start)
         writer = stack.enter_context(contextlib.closing(open_writer(root, start, tensorboard)))
@@ -132,7 +147,7 @@ def train(
         pending: list[tuple[int, dict[str, jax.Array]]] = []
         saved = start if restored is not None else None
         clock, clock_step = None, start
-        if stops.signum is not None and start < total:
+        if start < total and stop_requested(stops, agree=True):
             _stop(stops, f"before its first step: nothing new to save; rerun the same command to resume from "
                   f"step {start}")
         for step in range(start + 1, total + 1):
@@ -143,7 +158,7 @@ def train(
             if clock is None:  # time from the end of the first (compiling) step
                 jax.block_until_ready(metrics["loss"])
                 clock, clock_step = time.perf_counter(), step
-            stop = stops.signum is not None and step < total
+            stop = step < total and stop_requested(stops, agree=step % config.train.log_every == 0)
             save_now = step % config.train.checkpoint_every == 0 or step == total or stop
             if save_now or step % config.train.log_every == 0:
                 record = summarise(pending, config, saved)  # raises before any save after a skipped step
@@ -165,21 +180,35 @@ def train(
                 _stop(stops, f"at step {step}: saved checkpoint {ckpt.directory / str(step)}; rerun the same "
                       "command to resume")
         if lead:
-            figures.loss_curves(wd.read_metrics(root), Path(root) / wd.FIGURES / "loss.png",
-                                title=f"{config.model.kind} · {split.name}")
+            with wd.written_locally(root / wd.FIGURES / "loss.png") as png:
+                figures.loss_curves(wd.read_metrics(root), png, title=f"{config.model.kind} · {split.name}")
     return state
 
 
+def stop_requested(stops: StopRequests, agree: bool) -> bool:
+    """Whether the run stops after this step: at once with one process; with several, only where they
+    `agree` (each takes the signal of the lowest-numbered process that received one), so all stop alike."""
+    if jax.process_count() == 1:
+        return stops.signum is not None
+    if not agree:
+        return False
+    signum = hosts.first_signal(stops.signum)
+    if signum is not None:
+        stops.signum = signum
+    return signum is not None
+
+
 def _stop(stops: StopRequests, what: str) -> None:
-    """Prints one line and raises Interrupted with exit code 128 + the signal number."""
+    """Prints one line (process 0) and raises Interrupted with exit code 128 + the signal number."""
     message = f"interrupted by {stops.name} {what}"
-    print(message, file=sys.stderr, flush=True)
+    if hosts.is_lead():
+        print(message, file=sys.stderr, flush=True)
     raise Interrupted(message, 128 + stops.signum)
 
 
 def _new_source(workdir: str | os.PathLike, config: Config, overwrite: bool) -> str | None:
     """`config.data.source` when the run starts afresh or its source was changed, else None (the recorded one)."""
-    if overwrite or not (Path(workdir) / wd.CONFIG).is_file():
+    if overwrite or not (epath.Path(workdir) / wd.CONFIG).is_file():
         return config.data.source
     return None if wd.read_config(workdir).data.source == config.data.source else config.data.source
 

@@ -4,7 +4,7 @@
 (read back by `workdir.read_metrics`); `TensorBoardWriter` writes the same scalars as
 TensorBoard events (tensorboardX, imported only when used); `MultiWriter` fans out to several.
 `open_writer` builds the run's writer: only process 0 writes, the other processes get an empty
-`MultiWriter`.
+`MultiWriter`. The workdir may be a bucket (gs://...), as anywhere `etils.epath` reaches.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import jax
+from etils import epath
 
 from magajax.training import workdir as wd
 
@@ -29,23 +29,22 @@ class MetricWriter(Protocol):
 
 
 class JsonlWriter:
-    """Appends `{"step": step, **scalars}` as one line of `path` per call; `flush` makes it durable."""
+    """Appends `{"step": step, **scalars}` as one line of `path` per call; `flush` writes them durably."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.file = open(self.path, "a")
+        self.path = epath.Path(path)
+        self.pending: list[str] = []
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        self.file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        self.pending.append(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
 
     def flush(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.pending:
+            wd.append_text(self.path, "".join(self.pending))
+            self.pending.clear()
 
     def close(self) -> None:
-        if not self.file.closed:
-            self.flush()
-            self.file.close()
+        self.flush()
 
 
 def summary_writer_class() -> type:
@@ -108,7 +107,7 @@ def open_writer(workdir: str | os.PathLike, start: int = 0, tensorboard: bool = 
     """
     if jax.process_index() != 0:
         return MultiWriter([])
-    writers: list[MetricWriter] = [JsonlWriter(Path(workdir) / wd.METRICS)]
+    writers: list[MetricWriter] = [JsonlWriter(epath.Path(workdir) / wd.METRICS)]
     if tensorboard:
-        writers.append(TensorBoardWriter(Path(workdir) / wd.TENSORBOARD, purge_step=start + 1))
+        writers.append(TensorBoardWriter(epath.Path(workdir) / wd.TENSORBOARD, purge_step=start + 1))
     return MultiWriter(writers)

@@ -6,6 +6,8 @@ after the current step, saves a checkpoint and stops. A second SIGINT exits the 
 commits a checkpoint by renaming its folder only once it is fully written. A repeated SIGTERM
 changes nothing. The previous handlers come back on exit. Handlers can only be installed in the
 main thread; elsewhere this records nothing and the signals keep their current behaviour.
+In a multi-host run the processes share their requests at logging steps (`loop.stop_requested`);
+a second SIGINT ends its own process only, and JAX's distributed runtime then ends the others.
 """
 
 from __future__ import annotations

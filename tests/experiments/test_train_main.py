@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import pytest
 
 from experiments import train
@@ -73,3 +74,42 @@ def test_interrupted_run_prints_its_message_and_exit_code(tmp_path, monkeypatch,
     monkeypatch.setattr(loop, "train", fake_train(error=loop.Interrupted(message, 143)))
     assert train.main([f"--workdir={tmp_path}"]) == 143
     assert message in capsys.readouterr().err
+
+
+def test_distributed_flags_reach_jax_distributed_initialize(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(loop, "train", fake_train())
+    assert train.main([f"--workdir={tmp_path}", "--distributed"]) == 0
+    assert train.main([f"--workdir={tmp_path}"]) == 0
+    assert train.main([f"--workdir={tmp_path}", "--distributed", "--coordinator-address=10.0.0.1:1234",
+                       "--num-processes=2", "--process-id=1"]) == 0
+    assert calls == [{}, {"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--coordinator-address=h:1", "--num-processes=2", "--process-id=0"],
+     "--coordinator-address, --num-processes, --process-id: only for a multi-host run; add --distributed"),
+    (["--process-id=0"], "--process-id: only for a multi-host run; add --distributed"),
+    (["--distributed", "--coordinator-address=h:1"],
+     "--distributed with --coordinator-address needs --num-processes, --process-id too"),
+    (["--distributed", "--num-processes=2", "--process-id=0"],
+     "--distributed with --num-processes, --process-id needs --coordinator-address too"),
+    (["--distributed", "--coordinator-address=h", "--num-processes=2", "--process-id=0"],
+     "--coordinator-address 'h' is not HOST:PORT"),
+    (["--distributed", "--coordinator-address=h:1", "--num-processes=2", "--process-id=2"],
+     "--process-id 2 must be one of 0 .. 1 (--num-processes 2)"),
+    (["--distributed", "--coordinator-address=h:1", "--num-processes=0", "--process-id=0"],
+     "--num-processes 0 must be at least 1"),
+])
+def test_distributed_flags_that_do_not_go_together_stop_before_any_work(tmp_path, monkeypatch, capsys, flags,
+                                                                         message):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    fake = fake_train()
+    monkeypatch.setattr(loop, "train", fake)
+    with pytest.raises(SystemExit) as exit_:
+        train.main([f"--workdir={tmp_path}", *flags])
+    assert exit_.value.code == 2 and calls == [] and fake.calls == []
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err

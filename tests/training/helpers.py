@@ -4,6 +4,7 @@ the steps of a workdir's checkpoints, and the scalars of TensorBoard event files
 `start_run(workdir, overrides)` starts `loop.train` on 301 rendered images with
 `tests.helpers.tiny_config()` and `overrides`; the process exits with `Interrupted.exit_code`
 when a signal stops it, and with 2 after printing `error: ...` for the errors the CLI catches.
+`SUBSET` is the code that renders those 301 images as `data`, for other scripts run in a subprocess.
 """
 
 import json
@@ -17,22 +18,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-SCRIPT = """
-import json, sys
+SUBSET = """
 import numpy as np
-from magajax import config as cfg
 from magajax.config import DEFAULT_PIVOT
 from magajax.data import factors
 from magajax.data.render import render_dsprites
 from magajax.data.sources import DSprites
-from magajax.training import loop
-from tests import helpers
 
 rng = np.random.default_rng(0)
 index = np.unique(np.concatenate([[DEFAULT_PIVOT], rng.choice(factors.NUM_IMAGES, 300, replace=False)]))
 classes = factors.index_to_classes(index)
 data = DSprites(images=render_dsprites(index, packed=True), classes=classes.astype(np.uint8),
                 values=factors.classes_to_values(classes), source="render (test subset)")
+"""
+
+SCRIPT = SUBSET + """
+import json, sys
+from magajax import config as cfg
+from magajax.training import loop
+from tests import helpers
+
 config = cfg.override(helpers.tiny_config(), json.loads(sys.argv[2]))
 try:
     loop.train(config, sys.argv[1], data=data, progress=False)

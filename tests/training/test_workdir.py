@@ -1,8 +1,10 @@
 """The workdir holds one run: config checks, allowed changes recorded, overwrite moves aside, metrics records."""
 
 import json
+import os
 
 import pytest
+from etils import epath
 
 from magajax import config as cfg
 from magajax.training import workdir as wd
@@ -108,3 +110,26 @@ def test_a_bad_line_before_the_last_is_an_error_naming_it(tmp_path):
     path.write_text(json.dumps({"step": 1}) + "\n" + "garbage\n" + json.dumps({"step": 2}) + "\n")
     with pytest.raises(ValueError, match=rf"{path} line 2 is not a metrics record .*fix or delete that line"):
         wd.read_metrics(tmp_path)
+
+
+def test_paths_and_whole_file_writes(tmp_path):
+    assert wd.is_local(tmp_path) and wd.is_local("runs/x") and not wd.is_local("gs://bucket/run")
+    assert wd.absolute("gs://bucket/run") == epath.Path("gs://bucket/run")  # a URI is left as it is
+    assert wd.absolute("runs/x") == epath.Path(os.getcwd()) / "runs" / "x"
+    path = epath.Path(tmp_path) / "file.txt"
+    wd.write_atomic(path, "one\n")
+    wd.write_atomic(path, "two\n")
+    wd.append_text(path, "three\n")
+    assert path.read_text() == "two\nthree\n" and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_a_file_for_a_bucket_is_written_locally_then_copied(tmp_path, monkeypatch):
+    path = epath.Path(tmp_path) / "figures" / "loss.png"
+    path.parent.mkdir()
+    with wd.written_locally(path) as local:
+        assert local == path
+    monkeypatch.setattr(wd, "is_local", lambda p: False)  # as for gs://...: written elsewhere, then copied
+    with wd.written_locally(path) as local:
+        assert local != path and local.name == "loss.png"
+        local.write_bytes(b"png")
+    assert path.read_bytes() == b"png" and not local.exists()
