@@ -49,8 +49,6 @@ from magajax.training import workdir as wd
 
 CHECKSUMS = "checksums.json"  # inside each step folder
 ITEM = "default"  # orbax's folder of the arrays inside each step folder
-ERRORS = wd.ERRORS
-CORRUPT = wd.CORRUPT
 RETRY_AFTER_S = 1.0
 TRANSIENT_ERRNOS = {errno.EIO, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EAGAIN, errno.EBUSY,
                     errno.ETIMEDOUT, errno.ESTALE, errno.EINTR, errno.EMFILE, errno.ENFILE}
@@ -198,7 +196,7 @@ class Checkpoints:
     def __init__(self, workdir: str | os.PathLike, keep: int = 3):
         self.workdir = wd.absolute(workdir)
         self.directory = self.workdir / wd.CHECKPOINTS
-        self.errors = self.workdir / ERRORS
+        self.errors = self.workdir / wd.ERRORS
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
@@ -235,7 +233,7 @@ class Checkpoints:
         """
         self.wait()
         saved = self.steps()
-        corrupt = self.workdir / CORRUPT
+        corrupt = self.workdir / wd.CORRUPT
         if not saved and step is None and corrupt.is_dir() and any(corrupt.iterdir()):
             raise CheckpointError(
                 f"every checkpoint of {self.workdir} was found damaged and moved to {corrupt}; not restarting "
@@ -383,7 +381,7 @@ class Checkpoints:
 
     def _move_aside(self, step: int) -> epath.Path:
         """Moves the step folder to corrupt/<step>-<time>/ (process 0; the others wait for it)."""
-        aside = self.workdir / CORRUPT / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside = self.workdir / wd.CORRUPT / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
         with hosts.agreed(f"move the damaged checkpoint {step} aside"):
             if hosts.is_lead():
                 try:
