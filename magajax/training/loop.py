@@ -54,24 +54,24 @@ class Interrupted(Exception):
         self.exit_code = exit_code
 
 
-def summarise(pending: list[tuple[int, dict[str, jax.Array]]], config: Config, saved: int | None) -> dict[str, float]:
+def summarise(pending: list[tuple[int, dict[str, jax.Array]]], config: Config, saved: int) -> dict[str, float]:
     """The mean of each metric over the steps of `pending`.
 
     Raises FloatingPointError at the first step whose update was skipped (`finite` 0): the state
     then is the last good one, but nothing more is saved or logged.
     """
-    records = [{k: float(v) for k, v in jax.device_get(m).items()} for _, m in pending]
-    for (step, _), r in zip(pending, records):
-        if r["finite"] < 1:
-            bad = ", ".join(k for k, v in r.items() if not np.isfinite(v)) or "update"
-            clip = config.train.clip
-            last = f"step {saved}" if saved else "step 0 (no checkpoint yet)"
-            raise FloatingPointError(
-                f"step {step}: non-finite {bad}, the update was skipped and training stopped without saving; "
-                f"lower --train.lr (now {config.train.lr:g}) or {'lower' if clip > 0 else 'set'} --train.clip "
-                f"(now {clip:g}), then rerun the same command to resume from {last}"
-            )
-    return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
+    host = jax.device_get([m for _, m in pending])  # one transfer for the whole interval
+    columns = {k: np.asarray([h[k] for h in host], np.float64) for k in host[0]}
+    for i in np.flatnonzero(columns["finite"] < 1)[:1]:
+        bad = ", ".join(k for k, v in columns.items() if not np.isfinite(v[i])) or "update"
+        clip = config.train.clip
+        last = f"step {saved}" if saved else "step 0 (no checkpoint yet)"
+        raise FloatingPointError(
+            f"step {pending[i][0]}: non-finite {bad}, the update was skipped and training stopped without saving; "
+            f"lower --train.lr (now {config.train.lr:g}) or {'lower' if clip > 0 else 'set'} --train.clip "
+            f"(now {clip:g}), then rerun the same command to resume from {last}"
+        )
+    return {k: float(v.mean()) for k, v in columns.items()}
 
 
 def train(
@@ -132,7 +132,7 @@ def train(
         if restored is None:
             state, start = run.state, 0
         else:
-            state, start = tr.replicate(jax.device_get(restored[0]), mesh), restored[1]
+            state, start = restored  # restored onto run.state's sharding: replicated over the mesh
             if lead:
                 print(f"resuming {root} from step {start}")
         if lead:
@@ -145,7 +145,7 @@ def train(
         bar = stack.enter_context(contextlib.closing(tqdm(
             total=total, initial=start, disable=not (progress and lead), desc=f"{config.model.kind} {split.name}")))
         pending: list[tuple[int, dict[str, jax.Array]]] = []
-        saved = start if restored is not None else None
+        saved = start  # the last checkpoint's step, 0 if none
         clock, clock_step = None, start
         if start < total and stop_requested(stops, agree=True):
             _stop(stops, f"before its first step: nothing new to save; rerun the same command to resume from "
