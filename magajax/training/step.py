@@ -87,8 +87,8 @@ def mean_loss(
     key: jax.Array, config: Config,
 ) -> tuple[jax.Array, Metrics]:
     """The batch mean of `objective.terms` with sampled codes: (mean total, the mean of each other term)."""
-    pairs = config.data.pairs if perm is None else "shuffle"
-    per_pair = objective.terms(model, variables, x_pivot, x_varying, key, config.train, pairs=pairs, perm=perm)
+    per_pair = objective.terms(model, variables, x_pivot, x_varying, key, config.train, pairs=config.data.pairs,
+                               perm=perm)
     means = {name: value.mean() for name, value in per_pair.items() if name != "z"}
     return means.pop("total"), means
 
