@@ -263,11 +263,10 @@ def distributed_arguments(distributed: bool, coordinator_address: str | None, nu
 
 def say_runtime() -> None:
     """Prints the start-up line of `magajax.runtime.describe` (backend, devices, process), on process 0."""
-    import jax
-
     from magajax.runtime import describe
+    from magajax.training import hosts
 
-    if jax.process_index() == 0:
+    if hosts.is_lead():
         print(describe(), flush=True)
 
 

@@ -74,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if cluster is not None:
             jax.distributed.initialize(**cluster)
+        from magajax.training import hosts
         from magajax.training.loop import final_metrics, train
 
         _cli.say_runtime()
 
         train(config, workdir, overwrite=args.overwrite, progress=not args.no_progress,
               tensorboard=args.tensorboard)
-        if jax.process_index() != 0:
+        if not hosts.is_lead():
             return 0
         last = final_metrics(workdir)
         parts = [f"done: {workdir} at step {last.get('step', 0)}"]

@@ -14,9 +14,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import jax
 from etils import epath
 
+from magajax.training import hosts
 from magajax.training import workdir as wd
 
 
@@ -105,7 +105,7 @@ def open_writer(workdir: str | os.PathLike, start: int = 0, tensorboard: bool = 
 
     `start` is the step the run resumes from. Only process 0 writes.
     """
-    if jax.process_index() != 0:
+    if not hosts.is_lead():
         return MultiWriter([])
     writers: list[MetricWriter] = [JsonlWriter(epath.Path(workdir) / wd.METRICS)]
     if tensorboard:
