@@ -86,13 +86,14 @@ def host_array(x: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x))
 
 
+def record(a: np.ndarray) -> dict[str, Any]:
+    """{dtype, shape, sha256 of the bytes} of a host array: one leaf's entry in checksums.json."""
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+
+
 def checksums(tree: Any) -> dict[str, dict[str, Any]]:
-    """{leaf name: {dtype, shape, sha256 of the bytes}} of every leaf of `tree`."""
-    out = {}
-    for name, x in named_leaves(tree).items():
-        a = host_array(x)
-        out[name] = {"dtype": a.dtype.name, "shape": list(a.shape), "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
-    return out
+    """{leaf name: `record`} of every leaf of `tree`."""
+    return {name: record(host_array(x)) for name, x in named_leaves(tree).items()}
 
 
 def first_problem(tree: Any, expected: dict[str, dict[str, Any]] | None) -> str | None:
@@ -100,10 +101,7 @@ def first_problem(tree: Any, expected: dict[str, dict[str, Any]] | None) -> str 
     for name, x in named_leaves(tree).items():
         a = host_array(x)
         want = (expected or {}).get(name)
-        if want is not None and (
-            [a.dtype.name, list(a.shape)] != [want["dtype"], want["shape"]]
-            or hashlib.sha256(a.tobytes()).hexdigest() != want["sha256"]
-        ):
+        if want is not None and record(a) != want:
             return f"checksum mismatch in {name}"
         if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
             return f"non-finite values in {name}"
@@ -240,16 +238,15 @@ class Checkpoints:
                 f"from step 0 silently: details in {self.errors}; to start afresh use --overwrite "
                 "(moves the old run aside)"
             )
-        if step is not None and step not in saved:
-            raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; saved steps: {saved}")
+        if step is not None:
+            self._require(step, saved)
         damaged = []
         for s in [step] if step is not None else saved[::-1]:
             try:
                 state = self._restore_step(s, target)
             except Damaged as e:
                 if step is not None:
-                    raise CheckpointError(f"checkpoint {self.directory / str(s)} is damaged: {e}; "
-                                          f"details in {self.errors}") from None
+                    raise self._damaged(s, e) from None
                 aside = self._move_aside(s)
                 damaged.append(f"step {s}: {e} (moved to {aside})")
                 if hosts.is_lead():
@@ -289,6 +286,17 @@ class Checkpoints:
     def close(self) -> None:
         self.wait()
         self.manager.close()
+
+    def _require(self, step: int, saved: list[int]) -> None:
+        """A CheckpointError listing the saved steps unless `step` is one of them."""
+        if step not in saved:
+            raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; saved steps: {saved}")
+
+    def _damaged(self, step: int, error: Damaged, advice: str = "") -> CheckpointError:
+        """The error of a damaged checkpoint asked for by its step (nothing is moved)."""
+        return CheckpointError(
+            f"checkpoint {self.directory / str(step)} is damaged: {error}; details in {self.errors}{advice}"
+        )
 
     def _restore_step(self, step: int, target: Any) -> Any:
         saved = named_leaves(self._metadata(step))
@@ -407,16 +415,14 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, A
                 f"no checkpoint in {ckpt.directory}: train first with "
                 f"`python -m experiments.train --workdir={workdir}`"
             )
-        if step is not None and step not in steps:
-            raise CheckpointError(f"no checkpoint at step {step} in {ckpt.directory}; saved steps: {steps}")
+        if step is not None:
+            ckpt._require(step, steps)
         chosen = step if step is not None else steps[-1]
         try:
             variables = ckpt.variables(chosen)
         except Damaged as e:
-            raise CheckpointError(
-                f"checkpoint {ckpt.directory / str(chosen)} is damaged: {e}; details in {ckpt.errors}\n"
-                f"load an older one with step= (magajax.load) or --step; saved steps: {steps}"
-            ) from None
+            raise ckpt._damaged(chosen, e, f"\nload an older one with step= (magajax.load) or --step; "
+                                f"saved steps: {steps}") from None
     finally:
         ckpt.close()
     return config, variables, chosen
