@@ -27,8 +27,8 @@ import optax
 from flax import linen as nn
 
 from magajax.config import TrainConfig
+from magajax.models.encoder import sample as reparameterise
 from magajax.models.maganet import transformation_code
-from magajax.models.vae import sample as reparameterise
 
 PAIRS = ("pivot", "shuffle", "general")
 

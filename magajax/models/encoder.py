@@ -12,6 +12,7 @@ padding 1, 2 for 'VALID'), so 32 → k = 3, 16 → k = 2, 8 → k = 1 for both p
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -23,6 +24,11 @@ HIDDEN = 256  # MLP width
 KERNEL = 4
 MAX_CONVS = 4
 REFERENCE_SIZE = 64  # the image side for which all MAX_CONVS convs are used
+
+
+def sample(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
+    """Reparameterised sample of the posterior N(mean, exp(logvar)): mean + exp(logvar / 2) · ε, ε ~ N(0, I)."""
+    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
 def padding_amount(padding: int | str) -> int:

@@ -20,7 +20,7 @@ from flax import linen as nn
 
 from magajax.config import ModelConfig
 from magajax.flows.glow import Glow
-from magajax.models.encoder import Encoder
+from magajax.models.encoder import Encoder, sample
 
 
 def transformation_code(
@@ -35,9 +35,8 @@ def transformation_code(
     if key is None:
         return jnp.broadcast_to(mean_v - mean_p, shape)
     key_p, key_v = jax.random.split(key)
-    noise_p = jax.random.normal(key_p, shape)
-    noise_v = jax.random.normal(key_v, shape)
-    return (mean_v + jnp.exp(0.5 * logvar_v) * noise_v) - (mean_p + jnp.exp(0.5 * logvar_p) * noise_p)
+    wide = lambda a: jnp.broadcast_to(a, shape)
+    return sample(wide(mean_v), wide(logvar_v), key_v) - sample(wide(mean_p), wide(logvar_p), key_p)
 
 
 class MAGANet(nn.Module):

@@ -23,12 +23,8 @@ from magajax.models.encoder import (
     Encoder,
     conv_sides,
     padding_amount,
+    sample,
 )
-
-
-def sample(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
-    """Reparameterised sample mean + exp(logvar / 2) · ε, ε ~ N(0, I) of mean's shape."""
-    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
 class VAE(nn.Module):
