@@ -218,7 +218,16 @@ def _reachable(url: str) -> bool:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in 4 MiB blocks."""
+    """The sha256 of a file, read in 4 MiB blocks; hashed once per (path, inode, size, mtime) in a
+    process, so checking a source and then recording it reads a multi-GB file once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, inode: int, size: int, mtime_ns: int) -> str:
+    """`file_sha256` of a file as it is now: a replaced or rewritten file gets a new entry."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
