@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _cli.parse(Options, argv, PROG, __doc__)
 
     def body() -> int:
-        from magajax.analysis.evaluate import evaluate, format_table
+        from magajax.analysis.evaluate import evaluate
+        from magajax.analysis.report import format_table
 
         _cli.say_runtime()
 

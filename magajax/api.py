@@ -156,6 +156,14 @@ class Model:
             raise ValueError(f"{method}: MAGANet needs x_pivot, the image the action starts from, got None")
         return self._images(x_pivot, "x_pivot")
 
+    @classmethod
+    def from_checkpoint(cls, workdir: str | os.PathLike, step: int | None = None) -> Model:
+        """The run's model at its latest (or the given) verified checkpoint; says nothing, activates nothing."""
+        from magajax.training import checkpoint  # imported here: checkpointing pulls in orbax
+
+        config, variables, loaded = checkpoint.load(workdir, step)
+        return cls(config, variables, step=loaded, workdir=workdir)
+
     def activate(self) -> Model:
         """Makes this the current model of the module-level `encode`, `decode` and `act`; returns it."""
         global _current
@@ -220,11 +228,11 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> Model:
     logging record would be dropped by Python's default WARNING level, and which checkpoint a
     session uses is what a user needs to see). The checkpoint's errors pass through unchanged.
     """
-    from magajax.training import checkpoint  # imported here: checkpointing pulls in orbax
-
-    config, variables, loaded = checkpoint.load(workdir, step)
-    print(f"magajax: loaded {workdir} at step {loaded} ({config.model.kind}, split {config.data.split})", flush=True)
-    return Model(config, variables, step=loaded, workdir=workdir).activate()
+    model = Model.from_checkpoint(workdir, step)
+    config = model.config
+    print(f"magajax: loaded {workdir} at step {model.step} ({config.model.kind}, split {config.data.split})",
+          flush=True)
+    return model.activate()
 
 
 def encode(

@@ -49,13 +49,11 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from magajax import api, objective
-from magajax.analysis.report import format_table as format_table  # the CLI's import; use report's
 from magajax.config import TrainConfig
 from magajax.data import factors, provenance
 from magajax.data.pairs import eval_batches, gather_images
 from magajax.data.sources import DSprites
 from magajax.data.splits import make_split
-from magajax.training import checkpoint
 from magajax.training.step import make_mesh
 
 TERMS = ("bce", "kl", "latent", "total")
@@ -69,8 +67,8 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[api
 
     A workdir without a run or without checkpoints raises FileNotFoundError saying how to train one.
     """
-    config, variables, step = checkpoint.load(workdir, step)
-    return api.Model(config, variables), step
+    model = api.Model.from_checkpoint(workdir, step)
+    return model, model.step
 
 
 def replicated(tree: Any, mesh: Mesh) -> Any:
