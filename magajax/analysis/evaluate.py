@@ -459,10 +459,11 @@ def evaluate(
     config = model.config
     if data is None or isinstance(data, str):
         data = provenance.load(workdir, data, config.data.source)
-    trained = make_split(config.data.split, data.classes, config.data.pivot)
+    allow = config.data.pairs == "shuffle"  # such training never uses the pivot: it may be held out
+    trained = make_split(config.data.split, data.classes, config.data.pivot, allow_held_out_pivot=allow)
     evaluated = trained
     if split is not None and split.strip() != config.data.split.strip():
-        evaluated = make_split(split, data.classes, config.data.pivot)
+        evaluated = make_split(split, data.classes, config.data.pivot, allow_held_out_pivot=allow)
         print(f"evaluating on the held-out set of split {split!r} ({len(evaluated.test):,} images); "
               f"the model was trained on split {config.data.split!r}")
     heldout_rows = _subset(evaluated.test, heldout_subset, SEEDS["heldout_subset"])
