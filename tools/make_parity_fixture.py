@@ -32,8 +32,8 @@ same computation. The file holds (B = 8, d = 10):
                           betas (0.9, 0.999), clip_grad_norm 1.0, β_KL 300, β_lat 300) on `images`:
                           train_perm, train_latent_perm (3, B), train_noise_* (3, B, d),
                           train_reconst, train_kld, train_latent, train_total (3,) the terms each
-                          step trained on, train_norm_names and train_norms (P, 3): the norm of every
-                          parameter after each step.
+                          step trained on; train_norm_names (P,), train_norms and train_moved (P, 3):
+                          the norm of every parameter after each step and of its change since the start.
 """
 
 from __future__ import annotations
@@ -178,6 +178,7 @@ def main() -> None:
 
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.999), weight_decay=0.0)
     names = [k for k, _ in model.named_parameters()]
+    start = [p.detach().clone() for p in model.parameters()]
     steps: dict[str, list[np.ndarray]] = {}
     for _ in range(TRAIN_STEPS):
         perm, latent_perm, noise = draws(rng)
@@ -191,10 +192,11 @@ def main() -> None:
         record = {"perm": perm, "latent_perm": latent_perm} | {f"noise_{k}": v for k, v in noise.items()}
         record |= {k: v.detach().numpy() for k, v in loss.items()}
         record["norms"] = np.array([float(p.detach().norm()) for p in model.parameters()])
+        record["moved"] = np.array([float((p.detach() - p0).norm()) for p, p0 in zip(model.parameters(), start)])
         for k, v in record.items():
             steps.setdefault(k, []).append(v)
     out |= {f"train_{k}": np.stack(v) for k, v in steps.items()}
-    out["train_norms"] = out["train_norms"].T
+    out["train_norms"], out["train_moved"] = out["train_norms"].T, out["train_moved"].T
     out["train_norm_names"] = np.array(names)
 
     path = Path(args.out)
