@@ -230,3 +230,29 @@ def test_the_command_without_torch_says_what_to_install(tmp_path):
                              f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: reading PyTorch weights needs torch: pip install 'magajax[convert]'"
+
+
+@pytest.mark.slow
+def test_training_restores_a_converted_workdir(fixture, tmp_path):
+    """The converted checkpoint has the structure of the state a run's setup builds, so experiments.train's
+    loop restores it (variables and optimiser state) and resumes from step 0."""
+    from magajax.data import factors
+    from magajax.data.render import render_dsprites
+    from magajax.data.sources import DSprites
+    from magajax.training.checkpoint import Checkpoints
+    from magajax.training.setup import setup
+
+    config = convert(state_dict(fixture), tmp_path / "run")
+    index = np.unique(np.concatenate([[config.data.pivot],
+                                      np.random.default_rng(0).choice(factors.NUM_IMAGES, 300, replace=False)]))
+    classes = factors.index_to_classes(index)
+    data = DSprites(images=render_dsprites(index, packed=True), classes=classes.astype(np.uint8),
+                    values=factors.classes_to_values(classes), source="render (test subset)")
+    ckpt = Checkpoints(tmp_path / "run")
+    try:
+        state, step = ckpt.restore(setup(config, data).state)
+    finally:
+        ckpt.close()
+    assert step == 0
+    expected = variables_from_state_dict(state_dict(fixture), config)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.variables), expected)
