@@ -6,9 +6,11 @@ each, as the blog's evaluation did), and scores it with the training loss, `maga
 kept per image ('bce' is the objective's 'recon'):
 
   bce    = Σ_pixels BCE-with-logits(act(z, embed(x_pivot)), x)      nats per image
-  kl     = KL(N(μ_v − μ_p, σ_v² + σ_p²) ‖ N(0, I))
-  latent = Σ_d |μ(σ(act(z, embed(x_pivot)))) − μ_p − z|
+  kl     = KL(N(μ_v − μ_p, σ_v² + σ_p²) ‖ N(0, I))                     (train.kl = 'code')
+  latent = Σ_d |μ(σ(act(z, embed(x_pivot)))) − μ_p − z|                (train.latent = 'mean')
   total  = bce + β_KL·kl + β_lat·latent
+
+with the run's own kl and latent choices (see `magajax.objective`).
 
 The VAE reconstructs x itself: z = μ(x) (or a sample), bce of its decoder's logits, kl of q(z | x).
 The same terms on a fixed subset of the training images show the generalisation gap.

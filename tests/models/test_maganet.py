@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magajax import config as cfg
 from magajax.api import jitted
 from magajax.config import ModelConfig
 from magajax.models.maganet import MAGANet
@@ -112,3 +113,75 @@ def test_default_param_count():
     assert counts["encoder"] == default_encoder_params()
     assert counts["flow"] == default_glow_params()
     assert counts["A"] == dense_params(config.latent_dim, 64 * 64, bias=False)
+
+
+@functools.cache
+def official_maganet() -> tuple[ModelConfig, dict, dict]:
+    """A 16×16 MAGANet with the official code's model options (raw input, plain 1×1 convs, ActNorm coupling
+    nets, Xavier init), d = 32: (config, its initial variables, those perturbed by N(0, 0.05²))."""
+    config = ModelConfig(image_size=16, levels=2, steps=1, hidden=8, latent_dim=32, input="raw", invconv="plain",
+                         coupling_net="actnorm", init="xavier")
+    variables = jax.jit(MAGANet(config).init)(key(0), binary_images(0, 1, 16), binary_images(1, 8, 16))
+    leaves, tree = jax.tree.flatten(variables)
+    noise = np.random.default_rng(2)
+    perturbed = [leaf + 0.05 * noise.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
+    return config, variables, jax.tree.unflatten(tree, perturbed)
+
+
+def test_group_laws_hold_in_flow_input_space_with_the_official_options():
+    config, _, variables = official_maganet()
+    act = functools.partial(method(config, "act"), variables)
+    x = binary_images(3, 5, 16)
+    u = method(config, "embed")(variables, x)
+    np.testing.assert_array_equal(u, x)  # raw pixels enter the flow as they are
+    z1, z2 = np.random.default_rng(4).standard_normal((2, 5, config.latent_dim)).astype(np.float32)
+    moved = act(z1, u)
+    assert float(jnp.mean(jnp.abs(moved - u))) > 0.1, "the action should move u"
+    errors = {
+        "act(0, u) = u": act(jnp.zeros_like(z1), u) - u,
+        "act(-z, act(z, u)) = u": act(-z1, moved) - u,
+        "act(z2, act(z1, u)) = act(z1 + z2, u)": act(z2, moved) - act(z1 + z2, u),
+    }
+    for law, e in errors.items():
+        assert float(jnp.max(jnp.abs(e))) <= LAW_TOL, law
+    # f⁻¹'s output is read as logits: D(0, x) = sigmoid(x), not x, on raw input
+    np.testing.assert_allclose(method(config, "decode")(variables, np.zeros((5, config.latent_dim), np.float32), x),
+                               1 / (1 + np.exp(-x)), atol=1e-4)
+
+
+def test_xavier_init_draws_encoder_and_A_within_their_bounds():
+    config, variables, _ = official_maganet()
+    params = variables["params"]
+    d, side = config.latent_dim, config.image_size
+    kernels = {  # kernel, fan_in, fan_out as torch counts them
+        "encoder Conv_0": (params["encoder"]["Conv_0"]["kernel"], 16 * 1, 16 * 32),
+        "encoder Dense_0": (params["encoder"]["Dense_0"]["kernel"], 32 * 4 * 4, 256),
+        "encoder Dense_1": (params["encoder"]["Dense_1"]["kernel"], 256, 256),
+        "mean head": (params["encoder"]["Dense_2"]["kernel"][:, :d], 256, d),
+        "logvar head": (params["encoder"]["Dense_2"]["kernel"][:, d:], 256, d),
+        "A": (params["A"]["kernel"], d, side * side),
+    }
+    for name, (w, fan_in, fan_out) in kernels.items():
+        w, bound = np.asarray(w), np.sqrt(6.0 / (fan_in + fan_out))
+        assert 0.99 * bound < np.abs(w).max() <= bound, name
+        np.testing.assert_allclose(w.std(), bound / np.sqrt(3), rtol=0.05, err_msg=name)
+    biases = [b for path, b in jax.tree_util.tree_leaves_with_path(params["encoder"]) if "bias" in str(path[-1])]
+    assert len(biases) == 5 and all(np.all(b == 0) for b in biases)
+
+
+def test_cartan_preset_parameter_names_and_shapes():
+    config = cfg.preset("cartan").model
+    x = jnp.zeros((1, 64, 64, 1))
+    params = jax.eval_shape(MAGANet(config).init, key(0), x, x)["params"]
+    assert params["encoder"]["Dense_0"]["kernel"].shape == (32 * 2 * 2, 256)  # VALID: 64 → 31 → 14 → 6 → 2
+    for level in range(config.levels):
+        c = 4 ** (level + 1)
+        for step in range(config.steps):
+            assert jax.tree.map(np.shape, params["flow"][f"invconv_{level}_{step}"]) == {"weight": (c, c)}
+            coupling = jax.tree.map(np.shape, params["flow"][f"coupling_{level}_{step}"])
+            h = config.hidden
+            assert coupling == {
+                "conv_in": {"kernel": (3, 3, c // 2, h)}, "actnorm_in": {"bias": (h,), "logs": (h,)},
+                "conv_mid": {"kernel": (h, h)}, "actnorm_mid": {"bias": (h,), "logs": (h,)},
+                "conv_out": {"kernel": (3, 3, h, c // 2), "bias": (c // 2,)}, "out_logs": (c // 2,),
+            }
