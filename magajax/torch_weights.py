@@ -62,10 +62,11 @@ def config_from_state_dict(state: Mapping[str, np.ndarray]) -> cfg.Config:
                          f"({IMAGE_SIZE**2}, d); the official encoder fits 64×64 images only")
     steps_by_width: dict[int, int] = {}
     for key in state:
-        match = STEP_KEY.fullmatch(key)
-        if match:
-            width = _shape(state, key)[1]
-            steps_by_width[width] = steps_by_width.get(width, 0) + 1
+        if STEP_KEY.fullmatch(key):
+            shape = _shape(state, key)
+            if len(shape) != 4:
+                raise ValueError(f"{key} has shape {shape}, expected (1, C, 1, 1)")
+            steps_by_width[shape[1]] = steps_by_width.get(shape[1], 0) + 1
     if not steps_by_width:
         raise ValueError("the state dict has no flow step (decoder.flow.layers.N.actnorm.bias): "
                          "not the official MAGANet's layout")
