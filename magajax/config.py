@@ -24,6 +24,7 @@ Kind = Literal["maganet", "vae"]
 Pairs = Literal["pivot", "shuffle"]
 Coupling = Literal["additive", "affine"]
 DType = Literal["float32", "bfloat16"]
+VAEArch = Literal["burgess", "blog"]
 
 
 def _fail(where: str, what: str, value: Any) -> NoReturn:
@@ -103,6 +104,8 @@ class ModelConfig:
       encoder_padding: padding of the encoder's stride-2 convs: 0..3 (1 as in the reference) or VALID.
       eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
       dtype: compute dtype; parameters stay float32.
+      vae: the VAE's architecture (kind=vae only): burgess (the MAGANet encoder and its mirror) or blog
+        (convs 32, 64, 128, 256 and linear heads, as in the blog's VAE).
     """
 
     SECTION = "model"
@@ -117,6 +120,7 @@ class ModelConfig:
     encoder_padding: int | Literal["VALID"] = 1
     eps: float = 1e-4
     dtype: DType = "float32"
+    vae: VAEArch = "burgess"
 
     def __post_init__(self) -> None:
         _choice(self, "kind", get_args(Kind))
@@ -131,6 +135,7 @@ class ModelConfig:
             _fail("model.encoder_padding", f"an integer in 0..{ENCODER_KERNEL - 1} or 'VALID'", padding)
         _real(self, "eps", "a number in (0, 0.5)", lambda v: 0 < v < 0.5)
         _choice(self, "dtype", get_args(DType))
+        _choice(self, "vae", get_args(VAEArch))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +229,10 @@ class Config:
 def blog() -> Config:
     """The seed blog's hyper-parameters on the faithful Glow decoder (default).
 
-    `python -m experiments.train --split=element`: β_KL 2, β_lat 300, Adam 5e-4, batch 64.
+    `python -m experiments.train --split=element`: β_KL 2, β_lat 300, Adam 5e-4, batch 64; with
+    `--model=vae`, the blog's VAE (`model.vae=blog`) with β 2.
     """
-    return Config(preset="blog")
+    return Config(preset="blog", model=ModelConfig(vae="blog"))
 
 
 def cartan() -> Config:
