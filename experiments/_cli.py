@@ -32,8 +32,8 @@ from magajax import config as cfg
 Options = TypeVar("Options")
 
 SOURCE_HELP = "where dSprites comes from: auto, tfds, render or file:PATH (the official .npz or .hdf5)"
-SPLIT_HELP = ("a named split (element, range, extrapolation, element-blog, range-blog, none) or an expression, "
-              "e.g. 'shape=ellipse & x>=16'")
+SPLIT_HELP = ("a named split (element, range, extrapolation, element-blog, range-blog, element-cartan, range-cartan, "
+              "none) or an expression, e.g. 'shape=ellipse & x>=16'")
 
 # The --data and --split options of the entry points without a config: Annotated[str, SOURCE].
 SOURCE = tyro.conf.arg(metavar="auto|tfds|render|file:PATH", help=SOURCE_HELP)

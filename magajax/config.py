@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, NoReturn, get_args
 
 DEFAULT_PIVOT = 594095  # (heart, scale 2, orientation 20, x 5, y 15): the blog's pivot.
+OFFICIAL_PIVOT = 594448  # (heart, scale 2, orientation 20, x 16, y 16): the official code's pivot.
 DSPRITES_IMAGES = 737_280  # 3 shapes x 6 scales x 40 orientations x 32 x 32 positions
 SOURCES = ("auto", "tfds", "render")  # or 'file:PATH'
 ENCODER_KERNEL = 4  # the encoder's stride-2 conv kernel: an int padding lies in 0..3
@@ -24,6 +25,12 @@ Kind = Literal["maganet", "vae"]
 Pairs = Literal["pivot", "shuffle"]
 Coupling = Literal["additive", "affine"]
 DType = Literal["float32", "bfloat16"]
+Input = Literal["logit", "raw"]
+InvConv = Literal["lu", "plain"]
+CouplingNet = Literal["bias", "actnorm"]
+Init = Literal["default", "xavier"]
+KL = Literal["code", "varying"]
+Latent = Literal["mean", "sampled", "self"]
 VAEArch = Literal["burgess", "blog"]
 
 
@@ -65,8 +72,8 @@ class DataConfig:
 
     Attributes:
       source: where dSprites comes from: auto, tfds, render or file:PATH (the official .npz or .hdf5).
-      split: a named split (element, range, extrapolation, element-blog, range-blog, none) or an
-        expression, e.g. 'shape=ellipse & x>=16'.
+      split: a named split (element, range, extrapolation, element-blog, range-blog, element-cartan,
+        range-cartan, none) or an expression, e.g. 'shape=ellipse & x>=16'.
       pivot: dSprites index of the fixed pivot image, in [0, 737280).
       pairs: how training pairs are drawn: pivot (every pair starts at the pivot) or shuffle (pairs within a batch).
     """
@@ -104,6 +111,15 @@ class ModelConfig:
       encoder_padding: padding of the encoder's stride-2 convs: 0..3 (1 as in the reference) or VALID.
       eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
       dtype: compute dtype; parameters stay float32.
+      input: what the flow acts on: logit (u = logit(clip(x, eps, 1 - eps))) or raw (u = x, the
+        official code's). f⁻¹'s output is read as logits in both. The group laws hold in flow-input
+        space for both; only logit makes D(0, x) = x hold on images.
+      invconv: the invertible 1×1 convs: lu (LU-parameterised) or plain (one C×C weight, the official code's).
+      coupling_net: the coupling nets: bias (convs with biases) or actnorm (Glow's original: bias-free convs
+        followed by ActNorms, the last conv's output scaled by exp(3·logs); the official code's).
+      init: default (LeCun-normal convs, zero last coupling conv, flax's Dense init) or xavier (Xavier-uniform
+        for every conv and dense kernel, zero biases: the official code's; the flow then starts away from
+        the identity).
       vae: the VAE's architecture (kind=vae only): burgess (the MAGANet encoder and its mirror) or blog
         (convs 32, 64, 128, 256 and linear heads, as in the blog's VAE).
     """
@@ -120,6 +136,10 @@ class ModelConfig:
     encoder_padding: int | Literal["VALID"] = 1
     eps: float = 1e-4
     dtype: DType = "float32"
+    input: Input = "logit"
+    invconv: InvConv = "lu"
+    coupling_net: CouplingNet = "bias"
+    init: Init = "default"
     vae: VAEArch = "burgess"
 
     def __post_init__(self) -> None:
@@ -135,6 +155,10 @@ class ModelConfig:
             _fail("model.encoder_padding", f"an integer in 0..{ENCODER_KERNEL - 1} or 'VALID'", padding)
         _real(self, "eps", "a number in (0, 0.5)", lambda v: 0 < v < 0.5)
         _choice(self, "dtype", get_args(DType))
+        _choice(self, "input", get_args(Input))
+        _choice(self, "invconv", get_args(InvConv))
+        _choice(self, "coupling_net", get_args(CouplingNet))
+        _choice(self, "init", get_args(Init))
         _choice(self, "vae", get_args(VAEArch))
 
 
@@ -153,6 +177,11 @@ class TrainConfig:
       log_every: steps per metrics record (the record is their mean).
       checkpoint_every: steps between checkpoints.
       keep: how many checkpoints are kept.
+      kl: the KL term: code (KL of z's distribution N(μ_v − μ_p, σ_v² + σ_p²) to N(0, I)) or varying
+        (KL of q(z | x_varying) to N(0, I), the official code's).
+      latent: the latent term: mean (Σ_d |μ(x̂) − μ_p − z|, x̂ re-encoded from D(z, x_pivot)), sampled
+        (Σ_d |s(x̂) − s(x_pivot) − z| with fresh samples s, the blog's) or self (each varying image's
+        code applied to itself, x̂ = D(s_v, x_v): Σ_d |s(x̂) − s(x_v) − s_v|, the official code's).
     """
 
     SECTION = "train"
@@ -167,6 +196,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     keep: int = 3
+    kl: KL = "code"
+    latent: Latent = "mean"
 
     def __post_init__(self) -> None:
         _real(self, "beta_kl", "a finite number >= 0", lambda v: v >= 0)
@@ -177,6 +208,8 @@ class TrainConfig:
             _positive_int(self, name)
         if not _is_int(self.seed):
             _fail("train.seed", "an integer", self.seed)
+        _choice(self, "kl", get_args(KL))
+        _choice(self, "latent", get_args(Latent))
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -229,17 +262,30 @@ class Config:
 def blog() -> Config:
     """The seed blog's hyper-parameters on the faithful Glow decoder (default).
 
-    `python -m experiments.train --split=element`: β_KL 2, β_lat 300, Adam 5e-4, batch 64; with
-    `--model=vae`, the blog's VAE (`model.vae=blog`) with β 2.
+    `python -m experiments.train --split=element`: β_KL 2, β_lat 300, Adam 5e-4, batch 64, and the
+    blog's latent term, re-encoding with fresh samples (latent=sampled). Its 100,000 steps at batch 64
+    are about 9 epochs of dSprites; the blog trained 100 (--train.steps=1150000 for 100 epochs of
+    element-blog). With `--model=vae`, the blog's VAE (`model.vae=blog`) with β 2.
     """
-    return Config(preset="blog", model=ModelConfig(vae="blog"))
+    return Config(preset="blog", model=ModelConfig(vae="blog"), train=TrainConfig(latent="sampled"))
 
 
 def cartan() -> Config:
-    """The other public MAGANet implementation's: β_KL 300, β_lat 300, Adam 1e-3 clipped at 1, batch 128."""
+    """The official MAGANet code's setup.
+
+    Pairs within the batch (pairs=shuffle), the VALID encoder, KL of q(z | x_varying) (kl=varying),
+    the latent term on each image's own code (latent=self), plain 1×1 convs (invconv=plain), Glow's
+    ActNorm coupling nets (coupling_net=actnorm), Xavier init (init=xavier), raw pixels into the flow
+    (input=raw), the official pivot 594448 (heart, scale 2, orientation 20, x 16, y 16) and split
+    element-cartan; β_KL 300, β_lat 300, Adam 1e-3 clipped at 1, batch 128.
+    """
     return Config(
         preset="cartan",
-        train=TrainConfig(beta_kl=300.0, beta_lat=300.0, lr=1e-3, clip=1.0, batch_size=128),
+        data=DataConfig(split="element-cartan", pivot=OFFICIAL_PIVOT, pairs="shuffle"),
+        model=ModelConfig(encoder_padding="VALID", input="raw", invconv="plain", coupling_net="actnorm",
+                          init="xavier"),
+        train=TrainConfig(beta_kl=300.0, beta_lat=300.0, lr=1e-3, clip=1.0, batch_size=128, kl="varying",
+                          latent="self"),
     )
 
 

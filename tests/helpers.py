@@ -79,37 +79,57 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, np.float64)
 
 
+def oracle_sample(mean, logvar, noise=None) -> np.ndarray:
+    """s = μ + exp(logvar / 2)·noise, or μ without noise."""
+    return _f64(mean) + (0.0 if noise is None else np.exp(0.5 * _f64(logvar)) * _f64(noise))
+
+
 def oracle_code(mean_v, logvar_v, mean_p=None, logvar_p=None, noise_v=None, noise_p=None) -> np.ndarray:
     """z = s_v − s_p, s = μ + exp(logvar / 2)·noise (μ without noise); the VAE's z = s_v (no pivot)."""
-    s_v = _f64(mean_v) + (0.0 if noise_v is None else np.exp(0.5 * _f64(logvar_v)) * _f64(noise_v))
+    s_v = oracle_sample(mean_v, logvar_v, noise_v)
     if mean_p is None:
         return s_v
-    return s_v - (_f64(mean_p) + (0.0 if noise_p is None else np.exp(0.5 * _f64(logvar_p)) * _f64(noise_p)))
+    return s_v - oracle_sample(mean_p, logvar_p, noise_p)
 
 
 def loss_oracle(
     logits, x_varying, mean_v, logvar_v, beta_kl, *, noise_v=None, mean_p=None, logvar_p=None, noise_p=None,
-    mean_read=None, beta_lat=0.0,
+    mean_read=None, logvar_read=None, noise_read=None, noise_origin=None, beta_lat=0.0, kl="code", latent="mean",
 ) -> dict[str, np.ndarray]:
     """Every term of the loss per image, in float64 NumPy, written out from its definition.
 
     MAGANet (mean_p given): z = oracle_code(...), recon = Σ_pixels −[x log p + (1 − x) log(1 − p)],
-    p = sigmoid(logits), kl = ½ Σ_d (σ² + μ² − 1 − log σ²) with μ = μ_v − μ_p, σ² = σ_v² + σ_p²,
-    latent = Σ_d |mean_read − μ_p − z|, total = recon + β_KL·kl + β_lat·latent.
+    p = sigmoid(logits), kl = ½ Σ_d (σ² + μ² − 1 − log σ²) with μ = μ_v − μ_p, σ² = σ_v² + σ_p² (kl='code')
+    or μ = μ_v, σ² = σ_v² (kl='varying'); total = recon + β_KL·kl + β_lat·latent, and with
+    (mean_read, logvar_read) the posterior of the re-encoded image x̂ (which x̂ depends on `latent`):
+      latent='mean':    Σ_d |mean_read − μ_p − z|
+      latent='sampled': Σ_d |(mean_read + σ_read·noise_read) − (μ_p + σ_p·noise_origin) − z|
+      latent='self':    Σ_d |(mean_read + σ_read·noise_read) − (μ_v + σ_v·noise_origin) − s_v|,
+                        s_v = μ_v + σ_v·noise_v
     VAE (mean_p None): z = oracle_code(mean_v, logvar_v, noise_v=...), kl of N(μ_v, σ_v²), total = recon + β·kl.
     """
     logits, x = _f64(logits).reshape(len(logits), -1), _f64(x_varying).reshape(len(x_varying), -1)
     log_p, log_q = -np.logaddexp(0.0, -logits), -np.logaddexp(0.0, logits)  # log p, log(1 − p)
     out = {"recon": -(x * log_p + (1 - x) * log_q).sum(axis=1)}
-    if mean_p is None:
+    if mean_p is None or kl == "varying":
         mean, var = _f64(mean_v), np.exp(_f64(logvar_v))
-        out["z"] = oracle_code(mean_v, logvar_v, noise_v=noise_v)
     else:
         mean, var = _f64(mean_v) - _f64(mean_p), np.exp(_f64(logvar_v)) + np.exp(_f64(logvar_p))
+    if mean_p is None:
+        out["z"] = oracle_code(mean_v, logvar_v, noise_v=noise_v)
+    else:
         out["z"] = oracle_code(mean_v, logvar_v, mean_p, logvar_p, noise_v, noise_p)
     out["kl"] = 0.5 * (var + mean**2 - 1.0 - np.log(var)).sum(axis=1)
     out["total"] = out["recon"] + beta_kl * out["kl"]
     if mean_p is not None:
-        out["latent"] = np.abs(_f64(mean_read) - _f64(mean_p) - out["z"]).sum(axis=1)
+        if latent == "mean":
+            error = _f64(mean_read) - _f64(mean_p) - out["z"]
+        elif latent == "sampled":
+            error = (oracle_sample(mean_read, logvar_read, noise_read) - oracle_sample(mean_p, logvar_p, noise_origin)
+                     - out["z"])
+        else:
+            error = (oracle_sample(mean_read, logvar_read, noise_read) - oracle_sample(mean_v, logvar_v, noise_origin)
+                     - oracle_sample(mean_v, logvar_v, noise_v))
+        out["latent"] = np.abs(error).sum(axis=1)
         out["total"] = out["total"] + beta_lat * out["latent"]
     return out

@@ -21,6 +21,26 @@ def test_presets_match_the_design_table():
     assert (blog.model.levels, blog.model.steps, blog.model.hidden, blog.model.coupling) == (3, 3, 128, "additive")
 
 
+def test_defaults_keep_magajax_choices():
+    m, t = cfg.ModelConfig(), cfg.TrainConfig()
+    assert (m.input, m.invconv, m.coupling_net, m.init, t.kl, t.latent) == ("logit", "lu", "bias", "default", "code",
+                                                                            "mean")
+    assert cfg.preset("quick").train.latent == "mean"
+
+
+def test_blog_preset_reencodes_with_fresh_samples():
+    assert cfg.preset("blog").train.latent == "sampled"
+
+
+def test_cartan_preset_is_the_official_setup():
+    c = cfg.preset("cartan")
+    assert (c.data.pairs, c.data.split, c.data.pivot) == ("shuffle", "element-cartan", 594448)
+    assert (c.model.encoder_padding, c.model.input, c.model.invconv, c.model.coupling_net, c.model.init) == (
+        "VALID", "raw", "plain", "actnorm", "xavier")
+    assert (c.train.kl, c.train.latent) == ("varying", "self")
+    assert cfg.Config.from_dict(c.to_dict()) == c
+
+
 def test_unknown_preset_lists_known():
     with pytest.raises(ValueError, match="known presets: blog, cartan, quick"):
         cfg.preset("fast")
@@ -103,6 +123,12 @@ def test_from_dict_validates_values():
         ({"source": "disk"}, "data.source must be one of auto, tfds, render or file:PATH, got 'disk'"),
         ({"source": "file:"}, "data.source must be one of auto, tfds, render or file:PATH, got 'file:'"),
         ({"split": " "}, "data.split must be a split name or expression, got ' '"),
+        ({"input": "bits"}, "model.input must be one of logit, raw, got 'bits'"),
+        ({"invconv": "qr"}, "model.invconv must be one of lu, plain, got 'qr'"),
+        ({"coupling_net": "batchnorm"}, "model.coupling_net must be one of bias, actnorm, got 'batchnorm'"),
+        ({"init": "he"}, "model.init must be one of default, xavier, got 'he'"),
+        ({"kl": "pivot"}, "train.kl must be one of code, varying, got 'pivot'"),
+        ({"latent": "none"}, "train.latent must be one of mean, sampled, self, got 'none'"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_field(changes, message):

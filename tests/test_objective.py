@@ -37,10 +37,10 @@ def pairs_of(mode):
     return x_p, x_p, x_v, None
 
 
-def noises(sample_key, shape):
-    """The documented draw: (ε_p, ε_v) from split(key) in that order."""
-    key_p, key_v = jax.random.split(sample_key)
-    return np.asarray(jax.random.normal(key_p, shape)), np.asarray(jax.random.normal(key_v, shape))
+def recorded_noise(d):
+    """Noise as a caller records it: NumPy draws, one (B, d) array per field."""
+    rng = np.random.default_rng(14)
+    return objective.Noise(*(rng.standard_normal((BATCH, d)).astype(np.float32) for _ in objective.Noise._fields))
 
 
 def check(out, expected, names):
@@ -50,26 +50,76 @@ def check(out, expected, names):
         np.testing.assert_allclose(out[name], expected[name], rtol=2e-5, atol=2e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("sample", [True, False], ids=["sampled", "mean"])
-@pytest.mark.parametrize("mode", objective.PAIRS)
-def test_maganet_terms_match_the_oracle(mode, sample):
+def maganet_case(mode, sample, kl, latent, model_input="logit"):
+    """objective.terms with recorded noise, and the oracle's terms from the model's own pieces."""
     config, variables = tiny_maganet()
+    config = dataclasses.replace(config, input=model_input)
     module = MAGANet(config)
+    train = dataclasses.replace(TRAIN, kl=kl, latent=latent)
     apply = functools.partial(module.apply, variables)
     given, x_p, x_v, perm = pairs_of(mode)
-    sample_key = jax.random.PRNGKey(3)
-    out = objective.terms(module, variables, given, x_v, sample_key, TRAIN, pairs=mode, perm=perm, sample=sample)
+    noise = recorded_noise(config.latent_dim)
+    out = objective.terms(module, variables, given, x_v, None, train, pairs=mode, perm=perm, sample=sample,
+                          noise=noise)
 
     mean_v, logvar_v = apply(x_v, method="posterior")
     mean_p, logvar_p = apply(x_p, method="posterior")
-    noise_p, noise_v = noises(sample_key, mean_v.shape) if sample else (None, None)
-    code = dict(mean_v=mean_v, logvar_v=logvar_v, mean_p=mean_p, logvar_p=logvar_p, noise_v=noise_v, noise_p=noise_p)
+    eps = noise if sample else objective.Noise(None, None, None, None)
+    code = dict(mean_v=mean_v, logvar_v=logvar_v, mean_p=mean_p, logvar_p=logvar_p, noise_v=eps.eps_varying,
+                noise_p=eps.eps_pivot)
     z = oracle_code(**code)
     logits = apply(z.astype(np.float32), x_p, method="decode_logits")  # the model's decoder, pivot by pivot
-    mean_read = apply(jax.nn.sigmoid(logits), method="posterior")[0]
-    expected = loss_oracle(logits, x_v, beta_kl=TRAIN.beta_kl, beta_lat=TRAIN.beta_lat, mean_read=mean_read, **code)
+    if latent == "self":  # each varying image's own code applied to itself
+        s_v = oracle_code(mean_v, logvar_v, noise_v=eps.eps_varying)
+        decoded = apply(s_v.astype(np.float32), x_v, method="decode_logits")
+    else:
+        decoded = logits
+    reencoded = np.asarray(decoded) if model_input == "raw" else jax.nn.sigmoid(decoded)
+    mean_read, logvar_read = apply(reencoded, method="posterior")
+    expected = loss_oracle(logits, x_v, beta_kl=train.beta_kl, beta_lat=train.beta_lat, mean_read=mean_read,
+                           logvar_read=logvar_read, noise_read=eps.eps_read, noise_origin=eps.eps_read_origin,
+                           kl=kl, latent=latent, **code)
     check(out, expected, ["z", "recon", "kl", "latent", "total"])
     assert np.all(expected["latent"] > 0) and np.all(expected["kl"] > 0), "the oracle must see every term"
+    return out
+
+
+@pytest.mark.parametrize("sample", [True, False], ids=["sampled", "mean"])
+@pytest.mark.parametrize("mode", objective.PAIRS)
+def test_maganet_terms_match_the_oracle(mode, sample):
+    maganet_case(mode, sample, "code", "mean")
+
+
+@pytest.mark.parametrize("kl, latent", [("varying", "mean"), ("code", "sampled"), ("varying", "self")])
+@pytest.mark.parametrize("mode", objective.PAIRS)
+def test_kl_and_latent_choices_match_the_oracle(mode, kl, latent):
+    maganet_case(mode, True, kl, latent)
+
+
+@pytest.mark.parametrize("latent", ["sampled", "self"])
+def test_raw_input_reencodes_the_decoder_output_and_mean_codes_need_no_noise(latent):
+    maganet_case("shuffle", True, "varying", latent, model_input="raw")
+    sampled = maganet_case("pivot", False, "code", latent)
+    means = maganet_case("pivot", False, "code", "mean")
+    if latent == "sampled":  # with mean codes every sample is its mean
+        np.testing.assert_allclose(sampled["latent"], means["latent"], rtol=1e-6)
+
+
+def test_key_and_its_drawn_noise_give_the_same_terms():
+    config, variables = tiny_maganet()
+    module = MAGANet(config)
+    _, _, x_v, perm = pairs_of("shuffle")
+    train = dataclasses.replace(TRAIN, latent="sampled")
+    sample_key = jax.random.PRNGKey(3)
+    by_key = objective.terms(module, variables, x_v[perm], x_v, sample_key, train, pairs="shuffle", perm=perm)
+    noise = objective.draw_noise(sample_key, BATCH, config.latent_dim)
+    assert all(n.shape == (BATCH, config.latent_dim) for n in noise)
+    by_noise = objective.terms(module, variables, x_v[perm], x_v, None, train, pairs="shuffle", perm=perm,
+                               noise=noise)
+    for name in by_key:
+        np.testing.assert_array_equal(by_key[name], by_noise[name], err_msg=name)
+    with pytest.raises(ValueError, match="sampled codes need a key or noise"):
+        objective.terms(module, variables, x_v[perm], x_v, None, train, pairs="shuffle", perm=perm)
 
 
 @pytest.mark.parametrize("sample", [True, False], ids=["sampled", "mean"])
@@ -77,16 +127,14 @@ def test_vae_terms_match_the_oracle(sample):
     config, variables = tiny_vae()
     module = VAE(config)
     _, _, x_v, _ = pairs_of("general")
-    sample_key = jax.random.PRNGKey(4)
-    out = objective.terms(module, variables, None, x_v, sample_key, TRAIN, pairs="general", sample=sample)
+    noise = recorded_noise(config.latent_dim)
+    out = objective.terms(module, variables, None, x_v, None, TRAIN, pairs="general", sample=sample, noise=noise)
     mean, logvar = module.apply(variables, x_v, method="posterior")
-    noise = np.asarray(jax.random.normal(sample_key, mean.shape)) if sample else None
-    z = oracle_code(mean, logvar, noise_v=noise)
+    eps = noise.eps_varying if sample else None
+    z = oracle_code(mean, logvar, noise_v=eps)
     logits = module.apply(variables, z.astype(np.float32), method="decode_logits")
-    expected = loss_oracle(logits, x_v, mean, logvar, TRAIN.beta_kl, noise_v=noise)
+    expected = loss_oracle(logits, x_v, mean, logvar, TRAIN.beta_kl, noise_v=eps)
     check(out, expected, ["z", "recon", "kl", "total"])
-    if sample:  # the VAE's own forward pass draws the same code
-        np.testing.assert_allclose(module.apply(variables, x_v, sample_key)[0], logits, rtol=1e-5, atol=1e-5)
 
 
 def test_oracle_recon_is_the_cross_entropy_of_soft_targets():

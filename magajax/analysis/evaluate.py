@@ -342,8 +342,9 @@ def decode_difference(
     variables_a: Any, variables_b: Any, pivots_a: jax.Array, pivots_b: jax.Array, x: jax.Array,
     key: jax.Array | None, *, module_a: Any, module_b: Any,
 ) -> dict[str, jax.Array]:
-    """Per-image scores of two models' decodes of images x, both with codes from `key` (see `to_diff`)."""
-    la, lb = (objective.reconstruct(m, v, p, x, key, pairs="pivot").logits
+    """Per-image scores of two models' decodes of images x, both with the noise `key` draws (see `to_diff`)."""
+    noise = lambda m: None if key is None else objective.draw_noise(key, x.shape[0], m.config.latent_dim)
+    la, lb = (objective.reconstruct(m, v, p, x, noise(m), pairs="pivot").logits
               for m, v, p in ((module_a, variables_a, pivots_a), (module_b, variables_b, pivots_b)))
     pb = jax.nn.sigmoid(lb)
     ls = jax.nn.log_sigmoid
@@ -469,10 +470,11 @@ def evaluate(
     config = model.config
     if data is None or isinstance(data, str):
         data = provenance.load(workdir, data, config.data.source)
-    trained = make_split(config.data.split, data.classes, config.data.pivot)
+    allow = config.data.pairs == "shuffle"  # such training never uses the pivot: it may be held out
+    trained = make_split(config.data.split, data.classes, config.data.pivot, allow_held_out_pivot=allow)
     evaluated = trained
     if split is not None and split.strip() != config.data.split.strip():
-        evaluated = make_split(split, data.classes, config.data.pivot)
+        evaluated = make_split(split, data.classes, config.data.pivot, allow_held_out_pivot=allow)
         print(f"evaluating on the held-out set of split {split!r} ({len(evaluated.test):,} images); "
               f"the model was trained on split {config.data.split!r}")
     heldout_rows = _subset(evaluated.test, heldout_subset, SEEDS["heldout_subset"])

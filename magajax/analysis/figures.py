@@ -385,7 +385,8 @@ def draw_all(
     config = model.config
     if data is None or isinstance(data, str):
         data = provenance.load(workdir, data, config.data.source)
-    split = make_split(config.data.split, data.classes, config.data.pivot)
+    split = make_split(config.data.split, data.classes, config.data.pivot,
+                       allow_held_out_pivot=config.data.pairs == "shuffle")
     out = Path(out) if out is not None else Path(workdir) / wd.FIGURES
     rng = np.random.default_rng(seed)
     images = lambda rows: host_images(data, rows, config.model.image_size)

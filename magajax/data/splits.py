@@ -8,6 +8,8 @@ Named splits, on factor classes:
     extrapolation  x>=16                                                                    368,640
     element-blog   shape=ellipse & scale=0 & 13<=orientation<=26 & 19<=x<=31 & 19<=y<=31     2,366
     range-blog     shape=ellipse & x>=16                                                    122,880
+    element-cartan shape=ellipse & scale=0 & 14<=orientation<=27 & 20<=x<=31 & 20<=y<=31     2,016
+    range-cartan   shape=heart & x>=16                                                      122,880
     none           nothing held out                                                              0
 
 Expression syntax: clauses joined by `&`; a clause compares one factor with numbers, either
@@ -42,6 +44,8 @@ NAMED = {
     "extrapolation": "x>=16",
     "element-blog": "shape=ellipse & scale=0 & 13<=orientation<=26 & 19<=x<=31 & 19<=y<=31",
     "range-blog": "shape=ellipse & x>=16",
+    "element-cartan": "shape=ellipse & scale=0 & 14<=orientation<=27 & 20<=x<=31 & 20<=y<=31",
+    "range-cartan": "shape=heart & x>=16",
     "none": "",
 }
 SPLITS = tuple(NAMED)
@@ -66,7 +70,7 @@ class Split:
     Attributes:
       name: the split's name or expression.
       train, test: row indices into the classes the split was made from.
-      pivot_row: the row of the pivot image (always in train).
+      pivot_row: the row of the pivot image (in train, unless make_split allowed a held-out pivot).
     """
 
     name: str
@@ -174,13 +178,17 @@ def _describe(index: int) -> str:
     return f"({factors.SHAPE_NAMES[shape]}, scale {scale}, orientation {orientation}, x {x}, y {y})"
 
 
-def make_split(spec: str, classes: np.ndarray, pivot: int = DEFAULT_PIVOT) -> Split:
-    """Splits the rows of `classes` into train and held-out test; the pivot must be in train.
+def make_split(
+    spec: str, classes: np.ndarray, pivot: int = DEFAULT_PIVOT, *, allow_held_out_pivot: bool = False
+) -> Split:
+    """Splits the rows of `classes` into train and held-out test; the pivot must be in train unless allowed.
 
     Args:
       spec: a name in SPLITS or an expression (see the module docstring).
       classes: (N, 5) factor classes of the images held, in any order.
       pivot: dSprites dataset index of the pivot image; its row is found by its classes.
+      allow_held_out_pivot: accept a pivot in the held-out set with one printed warning (for training
+        whose pairs never use the pivot, pairs='shuffle'); otherwise such a pivot is an error.
 
     Returns:
       The Split.
@@ -201,7 +209,10 @@ def make_split(spec: str, classes: np.ndarray, pivot: int = DEFAULT_PIVOT) -> Sp
             "choose a pivot index the data holds"
         )
     train = np.flatnonzero(~mask).astype(np.int32)
-    if mask[rows[0]]:
+    if mask[rows[0]] and allow_held_out_pivot:
+        print(f"warning: pivot {pivot} {desc} lies in the held-out set of split {spec!r}: evaluation decodes "
+              "from an image the model never trained on")
+    elif mask[rows[0]]:
         suggestion = int(factors.classes_to_index(classes[train[:1]])[0])
         raise ValueError(f"pivot {pivot} {desc} lies in the held-out set of split {spec!r}; "
                          f"choose a pivot outside it, e.g. {suggestion} {_describe(suggestion)}")

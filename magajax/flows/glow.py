@@ -8,9 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magajax.flows import invconv
 from magajax.flows.actnorm import ActNorm
 from magajax.flows.coupling import Coupling
-from magajax.flows.invconv import InvConv1x1
 from magajax.flows.squeeze import Squeeze
 
 
@@ -41,6 +41,9 @@ class Glow(nn.Module):
       hidden: width of the coupling nets.
       coupling: 'additive' or 'affine'.
       dtype: compute dtype of the coupling nets (parameters, ActNorm, 1×1 convs stay float32).
+      invconv: the 1×1 convs: 'lu' (InvConv1x1) or 'plain' (PlainInvConv1x1).
+      coupling_net: the coupling nets: 'bias' or 'actnorm' (see Coupling).
+      weight_init: the coupling nets' init: 'default' or 'xavier' (see Coupling).
     """
 
     levels: int = 3
@@ -48,16 +51,23 @@ class Glow(nn.Module):
     hidden: int = 128
     coupling: str = "additive"
     dtype: Any = jnp.float32
+    invconv: str = "lu"
+    coupling_net: str = "bias"
+    weight_init: str = "default"
 
     def setup(self) -> None:
+        if self.invconv not in invconv.KINDS:
+            raise ValueError(f"unknown invconv {self.invconv!r}; use one of {', '.join(invconv.KINDS)}")
+        conv1x1 = invconv.KINDS[self.invconv]
         layers: list[nn.Module] = []
         for level in range(self.levels):
             layers.append(Squeeze())
             for step in range(self.steps):
                 layers += [
                     ActNorm(name=f"actnorm_{level}_{step}"),
-                    InvConv1x1(name=f"invconv_{level}_{step}"),
-                    Coupling(self.hidden, self.coupling, self.dtype, name=f"coupling_{level}_{step}"),
+                    conv1x1(name=f"invconv_{level}_{step}"),
+                    Coupling(self.hidden, self.coupling, self.dtype, self.coupling_net, self.weight_init,
+                             name=f"coupling_{level}_{step}"),
                 ]
         self.layers = layers
 

@@ -1,4 +1,4 @@
-"""Invertible 1×1 convolution, LU-parameterised (Glow, §3.2)."""
+"""Invertible 1×1 convolution (Glow, §3.2): LU-parameterised, or one plain C×C weight."""
 
 from __future__ import annotations
 
@@ -68,3 +68,37 @@ class InvConv1x1(nn.Module):
         weight_inv = solve(umat, solve(lmat, p.T, lower=True, unit_diagonal=True), lower=False)
         x, logdet = self._apply(y, weight_inv, log_s)
         return x, -logdet
+
+
+def _rotation(key: jax.Array, c: int) -> jax.Array:
+    """A random rotation: Q of the QR decomposition of a C×C standard-normal matrix."""
+    return jnp.linalg.qr(jax.random.normal(key, (c, c), jnp.float32))[0]
+
+
+class PlainInvConv1x1(nn.Module):
+    """1×1 convolution y = W x over channels with one trained C×C weight W (Glow's plain kind).
+
+    The parameter `weight` is (out, in), as torch's conv weight[:, :, 0, 0]:
+    y[..., o] = Σ_i W[o, i] x[..., i]. Initialised from a random rotation drawn from the `params` key.
+
+    Forward:  y[b, h, w] = W x[b, h, w]
+    Inverse:  x[b, h, w] = W⁻¹ y[b, h, w]   (W⁻¹ by a linear solve)
+    Log-det:  H · W · log|det W|  (forward; the inverse's is its negation)
+    """
+
+    @nn.compact
+    def _weight(self, c: int) -> jax.Array:
+        return self.param("weight", _rotation, c)
+
+    def forward(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        weight = self._weight(x.shape[-1])
+        return InvConv1x1._apply(x, weight, jnp.linalg.slogdet(weight)[1][None])
+
+    def inverse(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        weight = self._weight(y.shape[-1])
+        eye = jnp.eye(weight.shape[0], dtype=weight.dtype)
+        x, logdet = InvConv1x1._apply(y, jnp.linalg.solve(weight, eye), jnp.linalg.slogdet(weight)[1][None])
+        return x, -logdet
+
+
+KINDS = {"lu": InvConv1x1, "plain": PlainInvConv1x1}

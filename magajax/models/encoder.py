@@ -4,6 +4,9 @@ Architecture (the reference implementation's, d = config.latent_dim):
   k × [Conv(32, kernel 4, stride 2, padding p) + ReLU] → flatten   (convs by `Stride2Conv`)
   → Dense(256) + ReLU → Dense(256) + ReLU → Dense(2d) → (mean, logvar) = (first d, last d).
 
+With config.init='xavier' every conv and dense kernel is Xavier-uniform (biases zero); the mean
+and logvar halves of the last Dense are each drawn with fan_out d, as two Linear(256, d) would be.
+
 p is `config.encoder_padding`: an int (1, the reference's, halves the side: 64 → 32 → 16 → 8 → 4)
 or 'VALID' (no padding: 64 → 31 → 14 → 6 → 2). A 64×64 image uses all k = 4 convs. Smaller images
 use fewer: convs are applied while the side stays at least what a 64×64 image ends with (4 for
@@ -21,6 +24,7 @@ from flax import linen as nn
 
 from magajax.config import ModelConfig
 from magajax.ops.stride2_conv import Stride2Conv, output_side
+from magajax.ops.xavier import xavier_uniform
 
 CHANNELS = 32  # conv width
 HIDDEN = 256  # MLP width
@@ -32,6 +36,12 @@ REFERENCE_SIZE = 64  # the image side for which all MAX_CONVS convs are used
 def sample(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
     """Reparameterised sample of the posterior N(mean, exp(logvar)): mean + exp(logvar / 2) · ε, ε ~ N(0, I)."""
     return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def xavier_heads(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
+    """Xavier-uniform (fan_in, 2d) kernel of the mean and logvar heads, each half with fan_out d."""
+    half = (shape[0], shape[1] // 2)
+    return jnp.concatenate([xavier_uniform(k, half, dtype) for k in jax.random.split(key)], axis=-1)
 
 
 def padding_amount(padding: int | str) -> int:
@@ -85,12 +95,15 @@ class Encoder(nn.Module):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         pad = padding_amount(c.encoder_padding)
+        xavier = c.init == "xavier"
+        kernel = xavier_uniform if xavier else nn.initializers.lecun_normal()
         h = x.astype(dtype)
         for i in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
-            h = Stride2Conv(self.channels[i], KERNEL, pad, dtype=dtype, name=f"Conv_{i}")(h)
+            h = Stride2Conv(self.channels[i], KERNEL, pad, kernel_init=kernel, dtype=dtype, name=f"Conv_{i}")(h)
             h = nn.relu(h)
         h = h.reshape(h.shape[0], -1)
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width, dtype=dtype)(h))
-        h = nn.Dense(2 * c.latent_dim, dtype=dtype)(h).astype(jnp.float32)
+            h = nn.relu(nn.Dense(width, kernel_init=kernel, dtype=dtype)(h))
+        heads = xavier_heads if xavier else kernel
+        h = nn.Dense(2 * c.latent_dim, kernel_init=heads, dtype=dtype)(h).astype(jnp.float32)
         return h[:, : c.latent_dim], h[:, c.latent_dim :]

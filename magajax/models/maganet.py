@@ -1,12 +1,15 @@
 """MAGANet (Hwang et al., ICML 2023): a learned group action on images, in logit space.
 
   embed:  u = logit(clip(x, ε, 1 − ε))                      (images in [0, 1] → logits)
+          or u = x with input='raw' (the {0, 1} pixels enter the flow as they are)
   code:   z = s(x_varying) − s(x_pivot),  s = mean of q(z | x), or a reparameterised sample
   act:    act(z, u) = f⁻¹(f(u) + A z)                         (f: Glow, A: bias-free Dense d → H·W)
-  decode: D(z, x_pivot) = sigmoid(act(z, embed(x_pivot)))
+  decode: D(z, x_pivot) = sigmoid(act(z, embed(x_pivot)))     (f⁻¹'s output read as logits)
 
 Because f is a bijection and z enters as a translation of f(u), the group laws hold exactly
-(up to float error): act(0, u) = u, act(−z, act(z, u)) = u, act(z2, act(z1, u)) = act(z1 + z2, u).
+(up to float error) in flow-input space for both inputs: act(0, u) = u, act(−z, act(z, u)) = u,
+act(z2, act(z1, u)) = act(z1 + z2, u). Only input='logit' makes D(0, x) = x hold on images: with
+'raw', act(0, x) = x is read as logits and sigmoid(x) ∈ {0.5, 0.73}.
 
 Batches broadcast: one pivot (1, H, W, 1) against B codes gives B outputs, and f(u) is
 computed once for it.
@@ -21,6 +24,7 @@ from flax import linen as nn
 from magajax.config import ModelConfig
 from magajax.flows.glow import Glow
 from magajax.models.encoder import Encoder, sample
+from magajax.ops.xavier import xavier_uniform
 
 
 def transformation_code(
@@ -47,7 +51,8 @@ class MAGANet(nn.Module):
     forward pass sees in training.
 
     Attributes:
-      config: the model config (image_size, latent_dim, levels, steps, hidden, coupling, eps, ...).
+      config: the model config (image_size, latent_dim, levels, steps, hidden, coupling, eps, input,
+        invconv, coupling_net, init, ...). With init='xavier' A is Xavier-uniform too.
     """
 
     config: ModelConfig
@@ -55,17 +60,28 @@ class MAGANet(nn.Module):
     def setup(self) -> None:
         c = self.config
         self.encoder = Encoder(c)
-        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype))
-        self.A = nn.Dense(c.image_size * c.image_size, use_bias=False)
+        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype), c.invconv, c.coupling_net,
+                         c.init)
+        kernel_init = xavier_uniform if c.init == "xavier" else nn.initializers.lecun_normal()
+        self.A = nn.Dense(c.image_size * c.image_size, use_bias=False, kernel_init=kernel_init)
 
     def __call__(self, x_pivot: jnp.ndarray, x_varying: jnp.ndarray) -> jnp.ndarray:
         """Reconstruction logits of x_varying from x_pivot with the mean code (used for `init`)."""
         return self.decode_logits(self.encode(x_varying, x_pivot), x_pivot)
 
     def embed(self, x: jnp.ndarray) -> jnp.ndarray:
-        """u = logit(clip(x, ε, 1 − ε)): images (B, H, W, 1) in [0, 1] → logits, |u| ≤ logit(1 − ε)."""
-        x = jnp.clip(x.astype(jnp.float32), self.config.eps, 1.0 - self.config.eps)
+        """The flow's input u of images (B, H, W, 1) in [0, 1]: logit(clip(x, ε, 1 − ε)), |u| ≤ logit(1 − ε),
+        or x itself with input='raw'."""
+        x = x.astype(jnp.float32)
+        if self.config.input == "raw":
+            return x
+        x = jnp.clip(x, self.config.eps, 1.0 - self.config.eps)
         return jnp.log(x) - jnp.log1p(-x)
+
+    def reencoded(self, logits: jnp.ndarray) -> jnp.ndarray:
+        """The image the latent term re-encodes from decoder logits: sigmoid(logits), or the logits
+        themselves with input='raw' (f⁻¹'s output as it is)."""
+        return logits if self.config.input == "raw" else jax.nn.sigmoid(logits)
 
     def posterior(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """q(z | x): images (B, H, W, 1) → (mean, logvar), each (B, d)."""

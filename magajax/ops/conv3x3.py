@@ -57,14 +57,19 @@ class Conv3x3(nn.Module):
       features: output channels.
       kernel_init: initialiser of the (3, 3, c_in, features) kernel.
       dtype: compute dtype (parameters stay float32).
+      use_bias: add a bias (zero-initialised); without it the module has a kernel only.
     """
 
     features: int
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
     dtype: Any = jnp.float32
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features), jnp.float32)
+        out = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype))
+        if not self.use_bias:
+            return out
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        return out + bias.astype(self.dtype)

@@ -117,7 +117,8 @@ def train(
         with hosts.agreed("load the data and prepare the workdir"):
             if data is None:  # the recorded source on resuming, unless the run starts afresh or --data changes it
                 data = provenance.load(workdir, _new_source(workdir, config, overwrite), config.data.source)
-            split = make_split(config.data.split, data.classes, config.data.pivot)
+            split = make_split(config.data.split, data.classes, config.data.pivot,
+                               allow_held_out_pivot=config.data.pairs == "shuffle")
             if lead:
                 root = wd.prepare(workdir, config, overwrite=overwrite)
                 provenance.record(root, provenance.describe(data))

@@ -56,7 +56,8 @@ def setup(config: Config, data: DSprites, split: Split | None = None, mesh: Mesh
     mesh = mesh if mesh is not None else tr.make_mesh()
     tr.check_batch(config.train.batch_size, mesh)
     if split is None:
-        split = make_split(config.data.split, data.classes, config.data.pivot)
+        split = make_split(config.data.split, data.classes, config.data.pivot,
+                           allow_held_out_pivot=config.data.pairs == "shuffle")
     device_data = tr.replicate(
         tr.DeviceData(images=data.images, train_rows=split.train.astype(np.int32), pivot_row=np.int32(split.pivot_row)),
         mesh,

@@ -107,7 +107,8 @@ def test_to_diff_is_the_bce_between_two_decodes(tiny_runs, small_dsprites):
     sigmoid = lambda z: np.exp(-np.logaddexp(0.0, -z.astype(np.float64)))
 
     same = ev.to_diff(hard, hard, small_dsprites, rows, batch_size=16)
-    assert same["count"] == 24 and same["bce_mean"] < 1e-2 and abs(same["to_diff_mean"]) < 1e-2
+    # BCE of a decode against itself is its entropy: ~0 nats per image for hard decodes (a soft one has ~100).
+    assert same["count"] == 24 and same["bce_mean"] < 0.1 and abs(same["to_diff_mean"]) < 1e-4
     np.testing.assert_allclose(same["bce_mean"], bce_numpy(logits["hard"], sigmoid(logits["hard"])).mean(),
                                atol=1e-3)
 

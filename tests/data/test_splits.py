@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from magajax.config import DEFAULT_PIVOT
+from magajax.config import DEFAULT_PIVOT, OFFICIAL_PIVOT
 from magajax.data import factors
 from magajax.data.splits import SPLITS, Split, held_out_mask, make_split
 
 SIZES = {"element": 5_808, "range": 122_880, "extrapolation": 368_640,
-         "element-blog": 2_366, "range-blog": 122_880, "none": 0}
+         "element-blog": 2_366, "range-blog": 122_880, "element-cartan": 2_016, "range-cartan": 122_880, "none": 0}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,8 @@ def test_named_splits_hold_out_the_design_table(classes, named):
         "extrapolation": x >= 16,
         "element-blog": (s == 1) & (sc == 0) & (o >= 13) & (o <= 26) & (x >= 19) & (y >= 19),
         "range-blog": (s == 1) & (x >= 16),
+        "element-cartan": (s == 1) & (sc == 0) & (o >= 14) & (o <= 27) & (x >= 20) & (y >= 20),
+        "range-cartan": (s == 2) & (x >= 16),
     }
     for name, mask in expected.items():
         np.testing.assert_array_equal(named[name].test, np.flatnonzero(mask))
@@ -114,3 +116,22 @@ def test_bad_pivots_raise_helpful_errors(classes):
         make_split("element", without_pivot)
     with pytest.raises(ValueError, match="out of range"):
         make_split("element", classes, pivot=factors.NUM_IMAGES)
+
+
+def test_official_pivot_is_heart_scale_2_orientation_20_at_16_16():
+    assert OFFICIAL_PIVOT == int(factors.classes_to_index([[2, 2, 20, 16, 16]])[0])
+
+
+def test_held_out_pivot_is_allowed_with_one_warning_when_asked(classes, capsys):
+    with pytest.raises(ValueError, match=rf"pivot {OFFICIAL_PIVOT} \(heart, .*lies in the held-out set of split "
+                                         r"'range-cartan'; choose a pivot outside it"):
+        make_split("range-cartan", classes, pivot=OFFICIAL_PIVOT)
+    capsys.readouterr()
+    split = make_split("range-cartan", classes, pivot=OFFICIAL_PIVOT, allow_held_out_pivot=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: pivot {OFFICIAL_PIVOT} (heart, scale 2, orientation 20, "
+                                                   "x 16, y 16) lies in the held-out set of split 'range-cartan'")
+    assert "never trained on" in lines[0]
+    assert split.pivot_row == OFFICIAL_PIVOT and OFFICIAL_PIVOT in split.test and len(split.test) == 122_880
+    make_split("element-cartan", classes, pivot=OFFICIAL_PIVOT, allow_held_out_pivot=True)
+    assert capsys.readouterr().out == ""  # a pivot in train needs no warning
