@@ -13,12 +13,13 @@ seeds. Writes OUT/results.md (the table beside the blog's numbers) and OUT/resul
 skips finished runs and scores and resumes unfinished runs from their checkpoints.
 
 Budgets (magajax.analysis.reproduce.quick and .full):
-- quick: the 'quick' MAGANet (Glow 3 levels × 1 step, hidden 32) for 150 steps and the blog's VAE
-  (β 2) for 60 steps, at batch 32, one seed of each Montero et al. column, 1,024 held-out images
-  scored per column (fixed seed).
-- full: the blog preset (faithful Glow, β_KL 2, β_lat 300, Adam 5e-4, batch 64; the blog's VAE, β 2),
-  100 epochs of each split's training set, 3 seeds everywhere, every held-out image: a GPU or TPU
-  budget on real dSprites (--data=tfds or file:PATH).
+- quick: the 'quick' MAGANet (Glow 3 levels × 1 step, hidden 32, the blog's latent term) for 100
+  steps and the blog's VAE (β 2) for 40 steps, at batch 32, one seed of each Montero et al. column,
+  512 held-out images scored per column (fixed seed): a check of the whole pipeline, not of the
+  blog's numbers.
+- full: the blog preset (faithful Glow, β_KL 2, β_lat 300, the blog's latent term, Adam 5e-4, batch 64;
+  the blog's VAE, β 2), 100 epochs of each split's training set, 3 seeds everywhere, every held-out
+  image: a GPU or TPU budget on real dSprites (--data=tfds or file:PATH).
 """
 
 from __future__ import annotations

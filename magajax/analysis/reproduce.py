@@ -11,7 +11,7 @@ of element-blog's held-out set, or a fixed-seed subset), per training seed:
   to-Element = the element-blog run's BCE,  to-Range = the range-blog run's BCE,
   to-Diff    = Σ_pixels BCE(prediction = the range-blog run's decode, target = the element-blog run's decode),
 
-in nats per image (summed over the pixels), from one pass over the images (`magajax.evaluate.to_diff`).
+in nats per image (summed over the pixels), from one pass over the images (`magajax.analysis.evaluate.to_diff`).
 The element-blog run is the target because its setting is the easier one, the better reconstruction
 of the two: to-Diff is how far the range setting's decode moves from it. The KL form (to-Diff minus
 the target decode's entropy, zero when the decodes agree) is kept beside it. Codes are sampled with
@@ -21,7 +21,7 @@ posterior-mean figures are reported too.
 Each cell is trained with several seeds (`train.seed`) and reported as mean ± t_{0.975, n−1}·s/√n
 over them (`interval`), as the blog's notebooks do. Montero et al.'s splits `element` and `range`
 (disjoint held-out sets, ellipses against squares) stay as extra columns, each run scored on its
-own split's held-out images (`magajax.evaluate`).
+own split's held-out images (`magajax.analysis.evaluate.evaluate`).
 
 Workdirs are OUT/<kind>-<split>-seed<k>; OUT/results.md holds the table beside the blog's and
 OUT/results.json everything it was made from. Rerunning skips finished runs and scores and resumes
@@ -51,8 +51,8 @@ BLOG_LABEL = "blog (100 epochs, real dSprites, GPU)"
 NAMES = {"vae": "VAE", "maganet": "MAGANet"}
 CODES = ("sampled", "mean")  # how the scored images are coded: a fixed-key sample, the posterior mean
 LEVEL = 0.95  # of the intervals over seeds
-QUICK_STEPS = {"maganet": 150, "vae": 60}  # training steps per run of the quick budget
-QUICK_SUBSET = 1024  # held-out images scored per column in the quick budget
+QUICK_STEPS = {"maganet": 100, "vae": 40}  # training steps per run of the quick budget
+QUICK_SUBSET = 512  # held-out images scored per column in the quick budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def quick() -> Budget:
     vae = cfg.override(maganet, {"kind": "vae", "model.vae": "blog", "beta_kl": 2.0, "train.steps": steps,
                                  "checkpoint_every": steps})
     return Budget("quick", {"vae": vae, "maganet": maganet}, montero_seeds=(0,), heldout_subset=QUICK_SUBSET,
-                  train_subset=256)
+                  train_subset=128)
 
 
 def full() -> Budget:
@@ -211,7 +211,8 @@ def reproduce(budget: Budget, out: str | Path, data: Any = None, progress: bool 
     record.update(budget=budget.name, data=data.source, blog_pair=list(budget.blog_pair),
                   montero=[list(c) for c in budget.montero], seeds=list(budget.seeds),
                   montero_seeds=list(budget.montero_seeds))
-    runs, blog = record.setdefault("runs", {}), record.setdefault("blog", {})
+    earlier, runs, blog = record.get("runs", {}), {}, record.setdefault("blog", {})
+    record["runs"] = runs  # this budget's runs only, with what earlier calls recorded of them
 
     def save() -> None:
         record_path.write_text(json.dumps(record, indent=1) + "\n")
@@ -226,7 +227,7 @@ def reproduce(budget: Budget, out: str | Path, data: Any = None, progress: bool 
         for split, seed in budget.runs():
             name, config = run_name(kind, split, seed), budget.config(kind, split, len(splits[split].train), seed)
             workdir = out / name
-            entry = runs.setdefault(name, {"kind": kind, "split": split, "seed": seed, "train_s": 0.0})
+            entry = runs[name] = earlier.get(name, {"kind": kind, "split": split, "seed": seed, "train_s": 0.0})
             entry.update(steps=config.train.steps, batch=config.train.batch_size)
             if _finished(workdir, config):
                 print(f"{name}: trained ({config.train.steps} steps), skipping training")
@@ -346,8 +347,10 @@ def results_markdown(record: dict[str, Any]) -> str:
         "- Sampled codes: one reparameterised sample per image with a fixed key, the same noise for both runs.",
     ]
     for column, split in record["montero"]:
-        lines.append(f"- {column}: Montero et al.'s split `{split}`, each run scored on its own held-out "
-                     "images (see Runs).")
+        scored = next((r["eval"]["sampled"] for r in runs.values() if r["split"] == split and r.get("eval")), None)
+        count = f"{scored['heldout']['count']:,} of its {scored['heldout_size']:,}" if scored else "its"
+        lines.append(f"- {column}: Montero et al.'s split `{split}`, each run scored on {count} held-out images "
+                     "(fixed seed; see Runs).")
     steps = {r["kind"]: (r["steps"], r.get("batch")) for r in runs.values() if r["split"] in (first, second)}
     trained = "; ".join(f"{NAMES[k]} {s:,} steps at batch {b}" for k, (s, b) in steps.items())
     lines += [

@@ -158,6 +158,8 @@ def test_table_beside_the_blog():
     assert "| 11.00 ± 4.97 (n=3) |" in mean_codes and "| 15.00 (n=1) |" in mean_codes
     assert "BCE(prediction = the `range-blog` run's decode, target = the `element-blog` run's decode)" in table
     assert "on 7 of its 9 held-out images" in table and "(element-blog ⊂ range-blog)" in table
+    assert "split `element`, each run scored on 10 of its 100 held-out images" in table
+    assert "split `range`, each run scored on its held-out images" in table
     assert "## What differs from the blog" in table and "not a group action" in table
     assert "| maganet-element-seed0 | `element` | 0 | 400 | 2.0 min | 20.00 | 20.00 | 18.00 | 2.00 | 3.00 | 1.0e-05 |" \
         in lines
