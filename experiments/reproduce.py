@@ -1,6 +1,6 @@
 """Reproduce the blog's table the blog's way: to-Element, to-Range and to-Diff on one test set, over seeds.
 
-  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, under 30 min on 2 cores
+  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, ~15 min on 2 cores
   python -m experiments.reproduce --budget=full --data=tfds   # GPU/TPU, real dSprites, 100 epochs per run
 
 Trains the blog's VAE and MAGANet on element-blog and range-blog with 3 seeds each, and on Montero
