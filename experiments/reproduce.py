@@ -1,27 +1,25 @@
-"""Reproduce the blog's table: held-out BCE of the VAE and MAGANet on the element and range splits.
+"""Reproduce the blog's table the blog's way: to-Element, to-Range and to-Diff on one test set, over seeds.
 
-  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, ~25–30 min on 2 cores
+  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, ~15 min on 2 cores
   python -m experiments.reproduce --budget=full --data=tfds   # GPU/TPU, real dSprites, 100 epochs per run
 
-Trains MAGANet and the VAE on element, range, element-blog and range-blog (workdirs under
---out, default runs/reproduce-<budget>), evaluates each run with magajax.evaluate and writes
-OUT/results.md (the table, beside the blog's numbers) and OUT/results.json. Rerunning skips
-finished runs and evaluations and resumes unfinished ones from their checkpoints.
+Trains the blog's VAE and MAGANet on element-blog and range-blog with 3 seeds each, and on Montero
+et al.'s element and range splits (workdirs OUT/<kind>-<split>-seed<k>, OUT default
+runs/reproduce-<budget>). On the element-blog held-out images (which range-blog holds out too):
+to-Element is the element-blog run's BCE, to-Range the range-blog run's, to-Diff the BCE of the
+range-blog run's decode against the element-blog run's decode; codes sampled with a fixed key, and
+the posterior-mean figures beside them. Each cell is the mean ± the 95% Student-t half-width over
+seeds. Writes OUT/results.md (the table beside the blog's numbers) and OUT/results.json; rerunning
+skips finished runs and scores and resumes unfinished runs from their checkpoints.
 
-Columns: to-Element and to-Range are the held-out BCE (nats per image, summed over 4,096 pixels)
-of the runs on element and range; to-Diff compares the decodes of the element-blog and the
-range-blog runs on the images both hold out (element-blog ⊂ range-blog; element and range hold
-out disjoint images, ellipses against squares), see magajax.evaluate.to_diff.
-
-Budgets:
-- quick: the 'quick' preset architecture (Glow 3 levels × 1 step, hidden 32) and the VAE, 400
-  steps at batch 32 per run; 2,048 held-out (fixed seed) and 1,024 training images scored per run.
-  Measured on this 2-core CPU while shared: MAGANet ~0.3 s per step at batch 32, the VAE ~0.8 s
-  per step at batch 64; with start-up and evaluation about 3–4 min per run, 25–30 min in all.
-- full: the blog preset (faithful Glow, β_KL 2, β_lat 300, Adam 5e-4, batch 64), 100 epochs of
-  each split's training set (≈ 1.1M steps on element), every held-out image scored: a GPU or TPU
-  budget on real dSprites (--data=tfds or file:PATH).
-The VAE is trained with β = 1 (a plain VAE) in both budgets.
+Budgets (magajax.analysis.reproduce.quick and .full):
+- quick: the 'quick' MAGANet (Glow 3 levels × 1 step, hidden 32, the blog's latent term) for 100
+  steps and the blog's VAE (β 2) for 40 steps, at batch 32, one seed of each Montero et al. column,
+  512 held-out images scored per column (fixed seed): a check of the whole pipeline, not of the
+  blog's numbers.
+- full: the blog preset (faithful Glow, β_KL 2, β_lat 300, the blog's latent term, Adam 5e-4, batch 64;
+  the blog's VAE, β 2), 100 epochs of each split's training set, 3 seeds everywhere, every held-out
+  image: a GPU or TPU budget on real dSprites (--data=tfds or file:PATH).
 """
 
 from __future__ import annotations

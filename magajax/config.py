@@ -31,6 +31,7 @@ CouplingNet = Literal["bias", "actnorm"]
 Init = Literal["default", "xavier"]
 KL = Literal["code", "varying"]
 Latent = Literal["mean", "sampled", "self"]
+VAEArch = Literal["burgess", "blog"]
 
 
 def _fail(where: str, what: str, value: Any) -> NoReturn:
@@ -119,6 +120,8 @@ class ModelConfig:
       init: default (LeCun-normal convs, zero last coupling conv, flax's Dense init) or xavier (Xavier-uniform
         for every conv and dense kernel, zero biases: the official code's; the flow then starts away from
         the identity).
+      vae: the VAE's architecture (kind=vae only): burgess (the MAGANet encoder and its mirror) or blog
+        (convs 32, 64, 128, 256 and linear heads, as in the blog's VAE).
     """
 
     SECTION = "model"
@@ -137,6 +140,7 @@ class ModelConfig:
     invconv: InvConv = "lu"
     coupling_net: CouplingNet = "bias"
     init: Init = "default"
+    vae: VAEArch = "burgess"
 
     def __post_init__(self) -> None:
         _choice(self, "kind", get_args(Kind))
@@ -155,6 +159,7 @@ class ModelConfig:
         _choice(self, "invconv", get_args(InvConv))
         _choice(self, "coupling_net", get_args(CouplingNet))
         _choice(self, "init", get_args(Init))
+        _choice(self, "vae", get_args(VAEArch))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,9 +266,9 @@ def blog() -> Config:
     `python -m experiments.train --split=element`: β_KL 2, β_lat 300, Adam 5e-4, batch 64, and the
     blog's latent term, re-encoding with fresh samples (latent=sampled). Its 100,000 steps at batch 64
     are about 9 epochs of dSprites; the blog trained 100 (--train.steps=1150000 for 100 epochs of
-    element-blog).
+    element-blog). With `--model=vae`, the blog's VAE (`model.vae=blog`) with β 2.
     """
-    return Config(preset="blog", train=TrainConfig(latent="sampled"))
+    return Config(preset="blog", model=ModelConfig(vae="blog"), train=TrainConfig(latent="sampled"))
 
 
 def cartan() -> Config:

@@ -341,16 +341,18 @@ def worst_images(values: np.ndarray, classes: np.ndarray, n: int = WORST) -> lis
 
 @functools.partial(jax.jit, static_argnames=("module_a", "module_b"))
 def decode_difference(
-    variables_a: Any, variables_b: Any, pivots_a: jax.Array, pivots_b: jax.Array, x: jax.Array, *,
-    module_a: Any, module_b: Any,
+    variables_a: Any, variables_b: Any, pivots_a: jax.Array, pivots_b: jax.Array, x: jax.Array,
+    key: jax.Array | None, *, module_a: Any, module_b: Any,
 ) -> dict[str, jax.Array]:
-    """Per-image cross-entropy and KL between two models' mean-code decodes of images x (see `to_diff`)."""
-    la, lb = (objective.reconstruct(m, v, p, x, None, pairs="pivot").logits
+    """Per-image scores of two models' decodes of images x, both with the noise `key` draws (see `to_diff`)."""
+    noise = lambda m: None if key is None else objective.draw_noise(key, x.shape[0], m.config.latent_dim)
+    la, lb = (objective.reconstruct(m, v, p, x, noise(m), pairs="pivot").logits
               for m, v, p in ((module_a, variables_a, pivots_a), (module_b, variables_b, pivots_b)))
     pb = jax.nn.sigmoid(lb)
     ls = jax.nn.log_sigmoid
     kl = pb * (ls(lb) - ls(la)) + (1.0 - pb) * (ls(-lb) - ls(-la))
-    return {"to_diff": kl.reshape(kl.shape[0], -1).sum(axis=1), "bce": objective.bce_per_image(la, pb)}
+    return {"to_diff": kl.reshape(kl.shape[0], -1).sum(axis=1), "bce": objective.bce_per_image(la, pb),
+            "bce_a": objective.bce_per_image(la, x), "bce_b": objective.bce_per_image(lb, x)}
 
 
 def pivot_row(data: DSprites, pivot: int) -> int:
@@ -363,26 +365,33 @@ def pivot_row(data: DSprites, pivot: int) -> int:
 
 def to_diff(
     model_a: api.Model, model_b: api.Model, data: DSprites, rows: np.ndarray, *,
-    batch_size: int = 256, progress: bool = False, mesh: Mesh | None = None,
+    sample: bool = False, batch_size: int = 256, progress: bool = False, mesh: Mesh | None = None,
 ) -> dict[str, Any]:
-    """How far apart two models' decodes of the same images are (the blog's to-Diff).
+    """How far apart two models' decodes of the same images are (the blog's to-Diff), and how well each decodes them.
 
-    Each model decodes each image its own way (MAGANet from its pivot with the mean code, the VAE
-    from the image's mean code), with logits l_a, l_b and p_b = σ(l_b). Per image, in nats:
+    Each model decodes each image x its own way (MAGANet from its pivot, the VAE from the image's
+    code), with logits l_a, l_b and p_b = σ(l_b). Per image, in nats:
 
       bce     = Σ_pixels BCE(l_a, target p_b)                  (the cross-entropy, ≥ H(p_b))
       to_diff = Σ_pixels KL(Bernoulli(p_b) ‖ Bernoulli(σ(l_a))) = bce − H(p_b)   (0 iff equal decodes)
+      bce_a   = Σ_pixels BCE(l_a, x),  bce_b = Σ_pixels BCE(l_b, x)   (each model's held-out BCE)
+
+    The codes are the posterior means, or with `sample=True` reparameterised samples drawn with
+    the fixed key of `image_terms` (the same noise for both models, and the same numbers as
+    `image_terms` on the same rows and batch size).
 
     Args:
-      model_a, model_b: the two Models (e.g. trained on element-blog and on range-blog), same image size.
+      model_a, model_b: the two Models (e.g. trained on range-blog and on element-blog), same image size.
       data: the images; `rows` index it.
       rows: the images to compare, e.g. those both models held out.
+      sample: sampled codes (fixed key) instead of the posterior means.
       batch_size: images per jitted step (rounded up to a multiple of the device count).
       progress: show a progress bar.
       mesh: the devices each batch is sharded over; default all of them.
 
     Returns:
-      {'count', 'to_diff_mean', 'to_diff_std', 'bce_mean', 'bce_std'}; None means when rows is empty.
+      {'count'} and the mean and std of each per-image score ('to_diff_mean', 'to_diff_std', 'bce_mean',
+      ..., 'bce_b_std'); None means when rows is empty.
     """
     if model_a.config.model.image_size != model_b.config.model.image_size:
         raise ValueError(f"to_diff: the models decode {model_a.config.model.image_size} and "
@@ -394,13 +403,15 @@ def to_diff(
     size = model_a.config.model.image_size
     x_a, x_b = (gather_images(packed, local([p]), size) for p in pivots)
     variables_a, variables_b, x_a, x_b = replicated((model_a.variables, model_b.variables, x_a, x_b), mesh)
+    key = jax.random.PRNGKey(SEEDS["sample"])
     step = lambda r, i: decode_difference(variables_a, variables_b, x_a, x_b,
                                           sharded(gather_images(packed, sharded(r, mesh), size), mesh),
+                                          jax.random.fold_in(key, i) if sample else None,
                                           module_a=model_a.module, module_b=model_b.module)
     out = batched(step, local(rows), mesh_batch_size(batch_size, mesh), progress, "to-Diff")
     n = len(out["to_diff"]) if out else 0
     result: dict[str, Any] = {"count": n}
-    for name in ("to_diff", "bce"):
+    for name in ("to_diff", "bce", "bce_a", "bce_b"):
         result[f"{name}_mean"] = float(np.mean(out[name], dtype=np.float64)) if n else None
         result[f"{name}_std"] = float(np.std(out[name], dtype=np.float64)) if n else None
     return result

@@ -11,6 +11,9 @@ p is `config.encoder_padding`: an int (1, the reference's, halves the side: 64 �
 or 'VALID' (no padding: 64 → 31 → 14 → 6 → 2). A 64×64 image uses all k = 4 convs. Smaller images
 use fewer: convs are applied while the side stays at least what a 64×64 image ends with (4 for
 padding 1, 2 for 'VALID'), so 32 → k = 3, 16 → k = 2, 8 → k = 1 for both paddings.
+
+The widths are attributes: the blog's VAE uses convs of 32, 64, 128, 256 channels (the first k of
+them) and no hidden layers, its heads one Dense(2d) on the flattened features (`models.vae`).
 """
 
 from __future__ import annotations
@@ -79,9 +82,13 @@ class Encoder(nn.Module):
 
     Attributes:
       config: the model config (image_size, latent_dim, encoder_padding, dtype).
+      channels: output channels of conv i (the first k are used).
+      hidden: widths of the ReLU Dense layers between the convs and the Dense(2d) head.
     """
 
     config: ModelConfig
+    channels: tuple[int, ...] = (CHANNELS,) * MAX_CONVS
+    hidden: tuple[int, ...] = (HIDDEN, HIDDEN)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -92,11 +99,11 @@ class Encoder(nn.Module):
         kernel = xavier_uniform if xavier else nn.initializers.lecun_normal()
         h = x.astype(dtype)
         for i in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
-            h = Stride2Conv(CHANNELS, KERNEL, pad, kernel_init=kernel, dtype=dtype, name=f"Conv_{i}")(h)
+            h = Stride2Conv(self.channels[i], KERNEL, pad, kernel_init=kernel, dtype=dtype, name=f"Conv_{i}")(h)
             h = nn.relu(h)
         h = h.reshape(h.shape[0], -1)
-        h = nn.relu(nn.Dense(HIDDEN, kernel_init=kernel, dtype=dtype)(h))
-        h = nn.relu(nn.Dense(HIDDEN, kernel_init=kernel, dtype=dtype)(h))
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width, kernel_init=kernel, dtype=dtype)(h))
         heads = xavier_heads if xavier else kernel
         h = nn.Dense(2 * c.latent_dim, kernel_init=heads, dtype=dtype)(h).astype(jnp.float32)
         return h[:, : c.latent_dim], h[:, c.latent_dim :]
