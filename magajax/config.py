@@ -148,6 +148,7 @@ class TrainConfig:
       log_every: steps per metrics record (the record is their mean).
       checkpoint_every: steps between checkpoints.
       keep: how many checkpoints are kept.
+      steps_per_call: K, train steps per compiled call (a scan; the same numbers as K single steps).
     """
 
     SECTION = "train"
@@ -162,13 +163,14 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     keep: int = 3
+    steps_per_call: int = 1
 
     def __post_init__(self) -> None:
         _real(self, "beta_kl", "a finite number >= 0", lambda v: v >= 0)
         _real(self, "beta_lat", "a finite number >= 0", lambda v: v >= 0)
         _real(self, "lr", "a finite number > 0", lambda v: v > 0)
         _real(self, "clip", "a finite number >= 0", lambda v: v >= 0)
-        for name in ("batch_size", "steps", "log_every", "checkpoint_every", "keep"):
+        for name in ("batch_size", "steps", "log_every", "checkpoint_every", "keep", "steps_per_call"):
             _positive_int(self, name)
         if not _is_int(self.seed):
             _fail("train.seed", "an integer", self.seed)
