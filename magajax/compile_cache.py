@@ -14,11 +14,14 @@ process that compiles the same computation (same config, shapes, jax version and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 ENV = "MAGAJAX_COMPILE_CACHE"
 MIN_COMPILE_S = 0.1  # cache what took at least this long to compile: train step, evaluation, decode
@@ -52,3 +55,21 @@ def enable() -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_BYTES)
     return str(path)
+
+
+@contextlib.contextmanager
+def isolated(path: str | os.PathLike) -> Iterator[None]:
+    """Within the block, JAX's persistent cache is the folder `path` alone, caching every compilation;
+    the previous settings are back after it (benchmarks: a cold compile, then a warm one)."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    before = {name: getattr(jax.config, name) for name in names}
+    compilation_cache.reset_cache()  # JAX opens its cache folder once; closed here, reopened at the next compile
+    for name, value in zip(names, (str(path), 0.0, 0), strict=True):
+        jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        compilation_cache.reset_cache()
+        for name, value in before.items():
+            jax.config.update(name, value)

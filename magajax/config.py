@@ -103,6 +103,7 @@ class ModelConfig:
       encoder_padding: padding of the encoder's stride-2 convs: 0..3 (1 as in the reference) or VALID.
       eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
       dtype: compute dtype; parameters stay float32.
+      scan_steps: run each Glow level's K flow steps as one lax.scan (compiles one step, not K).
     """
 
     SECTION = "model"
@@ -117,6 +118,7 @@ class ModelConfig:
     encoder_padding: int | Literal["VALID"] = 1
     eps: float = 1e-4
     dtype: DType = "float32"
+    scan_steps: bool = True
 
     def __post_init__(self) -> None:
         _choice(self, "kind", get_args(Kind))
@@ -131,6 +133,8 @@ class ModelConfig:
             _fail("model.encoder_padding", f"an integer in 0..{ENCODER_KERNEL - 1} or 'VALID'", padding)
         _real(self, "eps", "a number in (0, 0.5)", lambda v: 0 < v < 0.5)
         _choice(self, "dtype", get_args(DType))
+        if not isinstance(self.scan_steps, bool):
+            _fail("model.scan_steps", "true or false", self.scan_steps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,7 +55,7 @@ class MAGANet(nn.Module):
     def setup(self) -> None:
         c = self.config
         self.encoder = Encoder(c)
-        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype))
+        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype), scan=c.scan_steps)
         self.A = nn.Dense(c.image_size * c.image_size, use_bias=False)
 
     def __call__(self, x_pivot: jnp.ndarray, x_varying: jnp.ndarray) -> jnp.ndarray:

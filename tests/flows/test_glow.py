@@ -94,6 +94,42 @@ def test_shapes_and_output_shape():
         assert u.shape == (batch, 8, 8, 1) and ld_inv.shape == (batch,)
 
 
+def unrolled(glow: Glow, params, x: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
+    """Glow's layers applied one after the other (the inverse: in reverse order), summing their log-dets."""
+
+    def run(bound: Glow, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logdet = jnp.zeros((x.shape[0],), jnp.float32)
+        for layer in bound.layers if method == "forward" else reversed(bound.layers):
+            x, ld = getattr(layer, method)(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    return nn.apply(run, glow)(params, x)
+
+
+@pytest.mark.parametrize("kind", ["additive", "affine"])
+@pytest.mark.parametrize("method", ["forward", "inverse"])
+def test_scanned_steps_equal_the_unrolled_layers(kind, method):
+    glow, params, apply = glow_and_params(kind)
+    x = logit_data(4, 8, seed=6)
+    if method == "inverse":
+        x = apply(params, x, method="forward")[0] + 0.1
+    scanned = jax.jit(lambda p, x: apply(p, x, method=method))
+    reference = jax.jit(functools.partial(unrolled, glow, method=method))
+    assert "scan" in str(jax.make_jaxpr(scanned)(params, x)), "the flow steps are not scanned"
+    for got, expected in zip(scanned(params, x), reference(params, x), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+    def loss(f):  # a scalar of the output and the log-det, differentiated in the parameters and the input
+        return lambda p, x: (lambda y, ld: jnp.sum(jnp.sin(y)) + jnp.sum(ld))(*f(p, x))
+
+    got = jax.jit(jax.grad(loss(scanned), argnums=(0, 1)))(params, x)
+    expected = jax.jit(jax.grad(loss(reference), argnums=(0, 1)))(params, x)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):  # float32 sums in another order:
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-6 * float(np.abs(e).max()))  # 1e-6 of the leaf's scale
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(got)) > 0
+
+
 class Action(nn.Module):
     """act(z, u) = f⁻¹(f(u) + A z): Glow inside an enclosing module, as the model uses it."""
 
