@@ -24,6 +24,7 @@ Kind = Literal["maganet", "vae"]
 Pairs = Literal["pivot", "shuffle"]
 Coupling = Literal["additive", "affine"]
 DType = Literal["float32", "bfloat16"]
+Conv = Literal["auto", "matmul", "lax"]
 
 
 def _fail(where: str, what: str, value: Any) -> NoReturn:
@@ -104,6 +105,8 @@ class ModelConfig:
       eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
       dtype: compute dtype; parameters stay float32.
       scan_steps: run each Glow level's K flow steps as one lax.scan (compiles one step, not K).
+      conv: the convs' form: matmul (shifted copies and one matmul), lax (lax.conv), or auto (matmul on
+        the CPU, lax on GPUs and TPUs); the same parameters either way.
     """
 
     SECTION = "model"
@@ -119,6 +122,7 @@ class ModelConfig:
     eps: float = 1e-4
     dtype: DType = "float32"
     scan_steps: bool = True
+    conv: Conv = "auto"
 
     def __post_init__(self) -> None:
         _choice(self, "kind", get_args(Kind))
@@ -135,6 +139,7 @@ class ModelConfig:
         _choice(self, "dtype", get_args(DType))
         if not isinstance(self.scan_steps, bool):
             _fail("model.scan_steps", "true or false", self.scan_steps)
+        _choice(self, "conv", get_args(Conv))
 
 
 @dataclasses.dataclass(frozen=True)

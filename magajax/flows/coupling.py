@@ -42,11 +42,13 @@ class Coupling(nn.Module):
       hidden: width of the coupling net.
       kind: 'additive' or 'affine'.
       dtype: compute dtype of the coupling net (parameters stay float32).
+      conv: the 3×3 convs' form, 'matmul' or 'lax' (`magajax.ops.conv_impl`).
     """
 
     hidden: int
     kind: str = "additive"
     dtype: Any = jnp.float32
+    conv: str = "matmul"
 
     def _split(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         c = x.shape[-1]
@@ -66,7 +68,7 @@ class Coupling(nn.Module):
         if self.kind not in KINDS:
             raise ValueError(f"unknown coupling kind {self.kind!r}; use one of {KINDS}")
         out = c_b if self.kind == "additive" else 2 * c_b
-        conv = functools.partial(Conv3x3, dtype=self.dtype)
+        conv = functools.partial(Conv3x3, dtype=self.dtype, impl=self.conv)
         h = nn.relu(conv(self.hidden, kernel_init=conv_init, name="conv_in")(x_a))
         h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="conv_mid")(h.reshape(-1, self.hidden)))
         h = h.reshape(*x_a.shape[:-1], self.hidden)

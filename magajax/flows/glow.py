@@ -44,6 +44,7 @@ class Glow(nn.Module):
       scan: apply each level's K flow steps as one `lax.scan` over their stacked parameters
         (XLA compiles one step per level, not K) instead of one after the other; the same
         parameters and results either way. `init` always runs them one after the other.
+      conv: the couplings' 3×3 convs' form, 'matmul' or 'lax' (`magajax.ops.conv_impl`).
     """
 
     levels: int = 3
@@ -52,6 +53,7 @@ class Glow(nn.Module):
     coupling: str = "additive"
     dtype: Any = jnp.float32
     scan: bool = True
+    conv: str = "matmul"
 
     def setup(self) -> None:
         layers: list[nn.Module] = []
@@ -61,7 +63,7 @@ class Glow(nn.Module):
                 layers += [
                     ActNorm(name=f"actnorm_{level}_{step}"),
                     InvConv1x1(name=f"invconv_{level}_{step}"),
-                    Coupling(self.hidden, self.coupling, self.dtype, name=f"coupling_{level}_{step}"),
+                    Coupling(self.hidden, self.coupling, self.dtype, self.conv, name=f"coupling_{level}_{step}"),
                 ]
         self.layers = layers
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from magajax.config import ModelConfig
+from magajax.ops import conv_impl
 from magajax.ops.stride2_conv import Stride2Conv, output_side
 
 CHANNELS = 32  # conv width
@@ -68,7 +69,7 @@ class Encoder(nn.Module):
     """q(z | x): images (B, H, W, 1) in [0, 1] → mean, logvar, each (B, d) float32.
 
     Attributes:
-      config: the model config (image_size, latent_dim, encoder_padding, dtype).
+      config: the model config (image_size, latent_dim, encoder_padding, dtype, conv).
     """
 
     config: ModelConfig
@@ -80,7 +81,7 @@ class Encoder(nn.Module):
         pad = padding_amount(c.encoder_padding)
         h = x.astype(dtype)
         for i in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
-            h = Stride2Conv(CHANNELS, KERNEL, pad, dtype=dtype, name=f"Conv_{i}")(h)
+            h = Stride2Conv(CHANNELS, KERNEL, pad, dtype=dtype, impl=conv_impl.resolve(c.conv), name=f"Conv_{i}")(h)
             h = nn.relu(h)
         h = h.reshape(h.shape[0], -1)
         h = nn.relu(nn.Dense(HIDDEN, dtype=dtype)(h))

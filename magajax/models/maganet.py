@@ -21,6 +21,7 @@ from flax import linen as nn
 from magajax.config import ModelConfig
 from magajax.flows.glow import Glow
 from magajax.models.encoder import Encoder, sample
+from magajax.ops import conv_impl
 
 
 def transformation_code(
@@ -55,7 +56,8 @@ class MAGANet(nn.Module):
     def setup(self) -> None:
         c = self.config
         self.encoder = Encoder(c)
-        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype), scan=c.scan_steps)
+        self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype), scan=c.scan_steps,
+                         conv=conv_impl.resolve(c.conv))
         self.A = nn.Dense(c.image_size * c.image_size, use_bias=False)
 
     def __call__(self, x_pivot: jnp.ndarray, x_varying: jnp.ndarray) -> jnp.ndarray:
