@@ -104,7 +104,8 @@ class ModelConfig:
       encoder_padding: padding of the encoder's stride-2 convs: 0..3 (1 as in the reference) or VALID.
       eps: clip of the logit embedding u = logit(clip(x, eps, 1 - eps)), in (0, 0.5).
       dtype: compute dtype; parameters stay float32.
-      scan_steps: run each Glow level's K flow steps as one lax.scan (compiles one step, not K).
+      scan_steps: run each Glow level's K flow steps as one lax.scan (compiles one step, not K; the
+        step is slower on XLA:CPU, see docs/performance.md).
       conv: the convs' form: matmul (shifted copies and one matmul), lax (lax.conv), or auto (matmul on
         the CPU, lax on GPUs and TPUs); the same parameters either way.
     """
@@ -121,7 +122,7 @@ class ModelConfig:
     encoder_padding: int | Literal["VALID"] = 1
     eps: float = 1e-4
     dtype: DType = "float32"
-    scan_steps: bool = True
+    scan_steps: bool = False
     conv: Conv = "auto"
 
     def __post_init__(self) -> None:

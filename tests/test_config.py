@@ -103,6 +103,9 @@ def test_from_dict_validates_values():
         ({"source": "disk"}, "data.source must be one of auto, tfds, render or file:PATH, got 'disk'"),
         ({"source": "file:"}, "data.source must be one of auto, tfds, render or file:PATH, got 'file:'"),
         ({"split": " "}, "data.split must be a split name or expression, got ' '"),
+        ({"steps_per_call": 0}, "train.steps_per_call must be a positive integer, got 0"),
+        ({"scan_steps": "yes"}, "model.scan_steps must be true or false, got 'yes'"),
+        ({"model.conv": "fft"}, "model.conv must be one of auto, matmul, lax, got 'fft'"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_field(changes, message):

@@ -52,7 +52,7 @@ class Glow(nn.Module):
     hidden: int = 128
     coupling: str = "additive"
     dtype: Any = jnp.float32
-    scan: bool = True
+    scan: bool = False
     conv: str = "matmul"
 
     def setup(self) -> None:

@@ -114,7 +114,7 @@ def test_scanned_steps_equal_the_unrolled_layers(kind, method):
     x = logit_data(4, 8, seed=6)
     if method == "inverse":
         x = apply(params, x, method="forward")[0] + 0.1
-    scanned = jax.jit(lambda p, x: apply(p, x, method=method))
+    scanned = jax.jit(lambda p, x: glow.clone(scan=True).apply(p, x, method=method))
     reference = jax.jit(functools.partial(unrolled, glow, method=method))
     assert "scan" in str(jax.make_jaxpr(scanned)(params, x)), "the flow steps are not scanned"
     for got, expected in zip(scanned(params, x), reference(params, x), strict=True):
@@ -133,23 +133,26 @@ def test_scanned_steps_equal_the_unrolled_layers(kind, method):
 class Action(nn.Module):
     """act(z, u) = f⁻¹(f(u) + A z): Glow inside an enclosing module, as the model uses it."""
 
+    scan: bool = False
+
     @nn.compact
     def __call__(self, z: jax.Array, u: jax.Array) -> jax.Array:
-        glow = Glow(levels=2, steps=2, hidden=8, name="glow")
+        glow = Glow(levels=2, steps=2, hidden=8, scan=self.scan, name="glow")
         y, _ = glow.forward(u)
         shift = nn.Dense(int(np.prod(y.shape[1:])), use_bias=False, name="A")(z).reshape(y.shape)
         return glow.inverse(y + shift)[0]
 
 
-def test_init_inside_an_enclosing_module():
+@pytest.mark.parametrize("scan", [False, True])
+def test_init_inside_an_enclosing_module(scan):
     u, z = logit_data(8, 8), jax.random.normal(jax.random.key(5), (8, 3))
-    params = Action().init(jax.random.key(0), z, u)
+    params = Action(scan=scan).init(jax.random.key(0), z, u)
     assert set(params["params"]) == {"glow", "A"}  # forward and inverse share one Glow
     squeezed = Squeeze().apply({}, u, method="forward")[0]  # the first ActNorm's input
     glow = params["params"]["glow"]
     np.testing.assert_allclose(glow["actnorm_0_0"]["bias"], -squeezed.mean(axis=(0, 1, 2)), atol=1e-5)
     assert np.abs(glow["invconv_0_0"]["lu"]["lower"] - glow["invconv_0_1"]["lu"]["lower"]).max() > 0.1
-    act = Action().apply
+    act = Action(scan=scan).apply
     params = perturb(params)
     np.testing.assert_allclose(act(params, jnp.zeros_like(z), u), u, atol=1e-3)
     np.testing.assert_allclose(act(params, -z, act(params, z, u)), u, atol=1e-3)
