@@ -273,13 +273,17 @@ def say_runtime() -> None:
 def run(body: Callable[[], int]) -> int:
     """Runs an entry point's body after process setup; returns its exit status.
 
-    Sets glibc's malloc to reuse freed memory (magajax.host_memory) before JAX creates its backend.
+    Sets glibc's malloc to reuse freed memory (magajax.host_memory) before JAX creates its backend,
+    and turns on the persistent compilation cache (magajax.compile_cache).
     A ValueError, OSError or FloatingPointError is one line 'error: ...' on stderr and status 2; a
     run stopped by a signal prints its message and returns 128 + the signal number.
     """
     from magajax.host_memory import reuse_freed_memory
 
     reuse_freed_memory()
+    from magajax import compile_cache
+
+    compile_cache.enable()
     from magajax.training.loop import Interrupted
 
     try:

@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from magajax import inputs
+from magajax import compile_cache, inputs
 from magajax.config import Config, ModelConfig
 from magajax.models import build
 
@@ -158,9 +158,13 @@ class Model:
 
     @classmethod
     def from_checkpoint(cls, workdir: str | os.PathLike, step: int | None = None) -> Model:
-        """The run's model at its latest (or the given) verified checkpoint; says nothing, activates nothing."""
+        """The run's model at its latest (or the given) verified checkpoint; says nothing, activates nothing.
+
+        Turns on the persistent compilation cache (`magajax.compile_cache`) unless one is configured.
+        """
         from magajax.training import checkpoint  # imported here: checkpointing pulls in orbax
 
+        compile_cache.enable()
         config, variables, loaded = checkpoint.load(workdir, step)
         return cls(config, variables, step=loaded, workdir=workdir)
 

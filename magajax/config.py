@@ -32,6 +32,7 @@ Init = Literal["default", "xavier"]
 KL = Literal["code", "varying"]
 Latent = Literal["mean", "sampled", "self"]
 VAEArch = Literal["burgess", "blog"]
+Conv = Literal["auto", "matmul", "lax"]
 
 
 def _fail(where: str, what: str, value: Any) -> NoReturn:
@@ -122,6 +123,10 @@ class ModelConfig:
         the identity).
       vae: the VAE's architecture (kind=vae only): burgess (the MAGANet encoder and its mirror) or blog
         (convs 32, 64, 128, 256 and linear heads, as in the blog's VAE).
+      scan_steps: run each Glow level's K flow steps as one lax.scan (compiles one step, not K; the
+        step is slower on XLA:CPU, see docs/performance.md).
+      conv: the convs' form: matmul (shifted copies and one matmul), lax (lax.conv), or auto (matmul on
+        the CPU, lax on GPUs and TPUs); the same parameters either way.
     """
 
     SECTION = "model"
@@ -141,6 +146,8 @@ class ModelConfig:
     coupling_net: CouplingNet = "bias"
     init: Init = "default"
     vae: VAEArch = "burgess"
+    scan_steps: bool = False
+    conv: Conv = "auto"
 
     def __post_init__(self) -> None:
         _choice(self, "kind", get_args(Kind))
@@ -160,6 +167,9 @@ class ModelConfig:
         _choice(self, "coupling_net", get_args(CouplingNet))
         _choice(self, "init", get_args(Init))
         _choice(self, "vae", get_args(VAEArch))
+        if not isinstance(self.scan_steps, bool):
+            _fail("model.scan_steps", "true or false", self.scan_steps)
+        _choice(self, "conv", get_args(Conv))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +193,7 @@ class TrainConfig:
       latent: the latent term: mean (Σ_d |μ(x̂) − μ_p − z|, x̂ re-encoded from D(z, x_pivot)), sampled
         (Σ_d |s(x̂) − s(x_pivot) − z| with fresh samples s, the blog's) or self (each varying image's
         code applied to itself, x̂ = D(s_v, x_v): Σ_d |s(x̂) − s(x_v) − s_v|, the official code's).
+      steps_per_call: K, train steps per compiled call (a scan; the same numbers as K single steps).
     """
 
     SECTION = "train"
@@ -199,13 +210,14 @@ class TrainConfig:
     keep: int = 3
     kl: KL = "code"
     latent: Latent = "mean"
+    steps_per_call: int = 1
 
     def __post_init__(self) -> None:
         _real(self, "beta_kl", "a finite number >= 0", lambda v: v >= 0)
         _real(self, "beta_lat", "a finite number >= 0", lambda v: v >= 0)
         _real(self, "lr", "a finite number > 0", lambda v: v > 0)
         _real(self, "clip", "a finite number >= 0", lambda v: v >= 0)
-        for name in ("batch_size", "steps", "log_every", "checkpoint_every", "keep"):
+        for name in ("batch_size", "steps", "log_every", "checkpoint_every", "keep", "steps_per_call"):
             _positive_int(self, name)
         if not _is_int(self.seed):
             _fail("train.seed", "an integer", self.seed)

@@ -129,6 +129,9 @@ def test_from_dict_validates_values():
         ({"init": "he"}, "model.init must be one of default, xavier, got 'he'"),
         ({"kl": "pivot"}, "train.kl must be one of code, varying, got 'pivot'"),
         ({"latent": "none"}, "train.latent must be one of mean, sampled, self, got 'none'"),
+        ({"steps_per_call": 0}, "train.steps_per_call must be a positive integer, got 0"),
+        ({"scan_steps": "yes"}, "model.scan_steps must be true or false, got 'yes'"),
+        ({"model.conv": "fft"}, "model.conv must be one of auto, matmul, lax, got 'fft'"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_field(changes, message):

@@ -7,13 +7,19 @@
   host↔device copy inside the loop is an error, not a slowdown);
 - eval images/s: held-out images decoded from the pivot as evaluation does it (`objective.reconstruct`
   with mean codes), jitted, batch B;
-- compile seconds of the train step, peak host RSS (getrusage), FLOPs per train step from
-  XLA's cost analysis and the GFLOP/s they give at the measured step time;
+- compile seconds of the train step, cold (an empty persistent compilation cache) and warm (the
+  same compilation again, read from that cache, as a second run of the config does);
+- peak host RSS (getrusage's process maximum): of training alone (read after the timed train
+  steps, before anything of evaluation is compiled or run) and of the whole benchmark;
+- FLOPs per train step from XLA's cost analysis and the GFLOP/s they give at the measured step
+  time (with a `lax.scan`, e.g. train.steps_per_call > 1 or model.scan_steps, XLA counts a loop's
+  body once, so these undercount);
 - the matmul ceiling: GFLOP/s of a jitted float32 `jnp.dot` of two N×N matrices (2N³ FLOPs),
   and the ratio achieved / ceiling.
 
 The images are a rendered subset of dSprites (the pivot, `train_images` random train images and
-B held-out images of the config's split), so the benchmark starts in seconds.
+B held-out images of the config's split), so the benchmark starts in seconds. With
+train.steps_per_call = K, each timed call runs K steps and a step's time is the call's over K.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magajax import objective
+from magajax import compile_cache, objective
 from magajax.config import Config
 from magajax.data import factors
 from magajax.data.pairs import gather_images
@@ -104,14 +111,15 @@ def bench(
 
     Args:
       config: the run config (model, pairs, batch size, dtype, split).
-      steps: timed train steps (and eval batches), after one compiling call each.
+      steps: timed train calls (and eval batches), after one compiling call each.
       ceiling_size: N of the N×N matmul that measures the machine's ceiling.
       train_images: rendered train images the pairs are drawn from.
 
     Returns:
-      train_pairs_per_s, eval_images_per_s, compile_s, peak_rss_mib, flops_per_step,
-      gflops_per_s, ceiling_gflops_per_s, ceiling_fraction, plus what was measured (backend,
-      device, model, pairs, batch_size, dtype, steps, step_s).
+      train_pairs_per_s, eval_images_per_s, compile_s (cold), compile_warm_s, train_peak_rss_mib,
+      peak_rss_mib, flops_per_step, gflops_per_s, ceiling_gflops_per_s, ceiling_fraction, plus what
+      was measured (backend, device, model, pairs, batch_size, dtype, scan_steps, steps_per_call,
+      steps, step_s).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -120,9 +128,13 @@ def bench(
     model = run.model
 
     step_fn = tr.make_train_step(config, model, run.tx, mesh)
-    start = time.perf_counter()
-    compiled = step_fn.lower(state, step_key, device_data).compile()
-    compile_s = time.perf_counter() - start
+    compile_s = []
+    with tempfile.TemporaryDirectory() as folder, compile_cache.isolated(folder):
+        for _ in range(2):  # cold, then warm
+            jax.clear_caches()  # in-memory caches: the second compilation must come from the folder
+            start = time.perf_counter()
+            compiled = step_fn.lower(state, step_key, device_data).compile()
+            compile_s.append(time.perf_counter() - start)
     cost = compiled.cost_analysis()
     flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
     state, _ = compiled(state, step_key, device_data)  # first call: allocation, warm caches
@@ -132,8 +144,9 @@ def bench(
         state, metrics = compiled(state, step_key, device_data)
         return metrics["loss"]
 
-    step_times = _timed(train_once, steps)
-    step_s = statistics.median(step_times)
+    calls = config.train.steps_per_call
+    step_s = statistics.median(_timed(train_once, steps)) / calls
+    train_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     rows = split.test if len(split.test) else split.train
     rows = np.resize(rows, config.train.batch_size).astype(np.int32)
@@ -154,11 +167,15 @@ def bench(
         "pairs": config.data.pairs,
         "batch_size": config.train.batch_size,
         "dtype": config.model.dtype,
+        "scan_steps": config.model.scan_steps,
+        "steps_per_call": calls,
         "steps": steps,
         "step_s": step_s,
         "train_pairs_per_s": config.train.batch_size / step_s,
         "eval_images_per_s": config.train.batch_size / eval_s,
-        "compile_s": compile_s,
+        "compile_s": compile_s[0],
+        "compile_warm_s": compile_s[1],
+        "train_peak_rss_mib": train_rss_mib,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "flops_per_step": flops,
         "gflops_per_s": gflops,
@@ -174,11 +191,13 @@ def table(result: dict[str, Any]) -> str:
         ("backend", f"{result['backend']} ({result['device']}, {result['devices']} device(s))"),
         ("model / pairs / batch / dtype",
          f"{result['model']} / {result['pairs']} / {result['batch_size']} / {result['dtype']}"),
-        ("train pairs/s", f"{result['train_pairs_per_s']:.1f}  (median of {result['steps']} steps, "
+        ("flow steps scanned / train steps per call", f"{result['scan_steps']} / {result['steps_per_call']}"),
+        ("train pairs/s", f"{result['train_pairs_per_s']:.1f}  (median of {result['steps']} calls, "
                           f"{result['step_s']:.3f} s/step)"),
         ("eval images/s (held-out, from the pivot)", f"{result['eval_images_per_s']:.1f}"),
-        ("compile s (train step)", f"{result['compile_s']:.1f}"),
-        ("peak host RSS MiB", f"{result['peak_rss_mib']:.0f}"),
+        ("compile s (train step), cold / warm cache", f"{result['compile_s']:.1f} / {result['compile_warm_s']:.1f}"),
+        ("peak host RSS MiB, training / whole bench", f"{result['train_peak_rss_mib']:.0f} / "
+                                                      f"{result['peak_rss_mib']:.0f}"),
         ("GFLOP per train step (XLA)", f"{result['flops_per_step'] / 1e9:.2f}"),
         ("achieved GFLOP/s", f"{result['gflops_per_s']:.1f}"),
         (f"matmul ceiling GFLOP/s ({result['ceiling_size']}³ float32)", f"{result['ceiling_gflops_per_s']:.1f}"),

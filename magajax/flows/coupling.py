@@ -58,6 +58,7 @@ class Coupling(nn.Module):
       dtype: compute dtype of the coupling net (parameters stay float32).
       net: 'bias' or 'actnorm'.
       weight_init: 'default' or 'xavier'.
+      conv: the 3×3 convs' form, 'matmul' or 'lax' (`magajax.ops.conv_impl`).
     """
 
     hidden: int
@@ -65,6 +66,7 @@ class Coupling(nn.Module):
     dtype: Any = jnp.float32
     net: str = "bias"
     weight_init: str = "default"
+    conv: str = "matmul"
 
     def _split(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         c = x.shape[-1]
@@ -91,7 +93,7 @@ class Coupling(nn.Module):
         last = xavier_uniform if xavier else nn.initializers.zeros
         mid = xavier_uniform if xavier else nn.initializers.lecun_normal()
         bias = self.net == "bias"
-        conv = functools.partial(Conv3x3, dtype=self.dtype)
+        conv = functools.partial(Conv3x3, dtype=self.dtype, impl=self.conv)
         norm = (lambda h, name: h) if bias else (lambda h, name: ActNorm(name=name).forward(h)[0])
         h = nn.relu(norm(conv(self.hidden, kernel_init=first, use_bias=bias, name="conv_in")(x_a), "actnorm_in"))
         h = nn.Dense(self.hidden, use_bias=bias, kernel_init=mid, dtype=self.dtype, name="conv_mid")(

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from magajax.config import ModelConfig
+from magajax.ops import conv_impl
 from magajax.ops.stride2_conv import Stride2Conv, output_side
 from magajax.ops.xavier import xavier_uniform
 
@@ -81,7 +82,7 @@ class Encoder(nn.Module):
     """q(z | x): images (B, H, W, 1) in [0, 1] → mean, logvar, each (B, d) float32.
 
     Attributes:
-      config: the model config (image_size, latent_dim, encoder_padding, dtype).
+      config: the model config (image_size, latent_dim, encoder_padding, dtype, conv).
       channels: output channels of conv i (the first k are used).
       hidden: widths of the ReLU Dense layers between the convs and the Dense(2d) head.
     """
@@ -99,7 +100,8 @@ class Encoder(nn.Module):
         kernel = xavier_uniform if xavier else nn.initializers.lecun_normal()
         h = x.astype(dtype)
         for i in range(len(conv_sides(c.image_size, c.encoder_padding)) - 1):
-            h = Stride2Conv(self.channels[i], KERNEL, pad, kernel_init=kernel, dtype=dtype, name=f"Conv_{i}")(h)
+            h = Stride2Conv(self.channels[i], KERNEL, pad, kernel_init=kernel, dtype=dtype,
+                            impl=conv_impl.resolve(c.conv), name=f"Conv_{i}")(h)
             h = nn.relu(h)
         h = h.reshape(h.shape[0], -1)
         for width in self.hidden:

@@ -24,6 +24,7 @@ from flax import linen as nn
 from magajax.config import ModelConfig
 from magajax.flows.glow import Glow
 from magajax.models.encoder import Encoder, sample
+from magajax.ops import conv_impl
 from magajax.ops.xavier import xavier_uniform
 
 
@@ -61,7 +62,7 @@ class MAGANet(nn.Module):
         c = self.config
         self.encoder = Encoder(c)
         self.flow = Glow(c.levels, c.steps, c.hidden, c.coupling, jnp.dtype(c.dtype), c.invconv, c.coupling_net,
-                         c.init)
+                         c.init, scan=c.scan_steps, conv=conv_impl.resolve(c.conv))
         kernel_init = xavier_uniform if c.init == "xavier" else nn.initializers.lecun_normal()
         self.A = nn.Dense(c.image_size * c.image_size, use_bias=False, kernel_init=kernel_init)
 

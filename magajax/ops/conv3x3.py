@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magajax.ops import conv_impl
+from magajax.ops.conv_impl import lax_conv
 from magajax.ops.matmul import matmul
 
 
@@ -51,24 +53,27 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 class Conv3x3(nn.Module):
-    """`nn.Conv(features, (3, 3), padding='SAME')` computed by `conv3x3`; same parameters.
+    """`nn.Conv(features, (3, 3), padding='SAME')` computed by `conv3x3` (or `lax.conv`); same parameters.
 
     Attributes:
       features: output channels.
       kernel_init: initialiser of the (3, 3, c_in, features) kernel.
       dtype: compute dtype (parameters stay float32).
       use_bias: add a bias (zero-initialised); without it the module has a kernel only.
+      impl: 'matmul' (`conv3x3`) or 'lax' (`lax.conv_general_dilated`); see `magajax.ops.conv_impl`.
     """
 
     features: int
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
     dtype: Any = jnp.float32
     use_bias: bool = True
+    impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features), jnp.float32)
-        out = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype))
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        out = lax_conv(x, kernel, 1, "SAME") if conv_impl.resolve(self.impl) == "lax" else conv3x3(x, kernel)
         if not self.use_bias:
             return out
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)

@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magajax.ops import conv_impl
+from magajax.ops.conv_impl import lax_conv
 from magajax.ops.matmul import matmul
 
 
@@ -85,6 +87,7 @@ class Stride2Conv(nn.Module):
       pad: zero padding on each side.
       kernel_init: initialiser of the (k, k, c_in, features) kernel.
       dtype: compute dtype (parameters stay float32).
+      impl: 'matmul' (`stride2_conv`) or 'lax' (`lax.conv_general_dilated`); see `magajax.ops.conv_impl`.
     """
 
     features: int
@@ -92,10 +95,14 @@ class Stride2Conv(nn.Module):
     pad: int = 1
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
     dtype: Any = jnp.float32
+    impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return stride2_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.pad) + bias.astype(self.dtype)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        if conv_impl.resolve(self.impl) == "lax":
+            return lax_conv(x, kernel, 2, (self.pad, self.pad)) + bias.astype(self.dtype)
+        return stride2_conv(x, kernel, self.pad) + bias.astype(self.dtype)

@@ -31,6 +31,7 @@ import numpy as np
 from etils import epath
 from tqdm.auto import tqdm
 
+from magajax import config as cfg
 from magajax.analysis import figures
 from magajax.config import Config
 from magajax.data import provenance
@@ -55,19 +56,21 @@ class Interrupted(Exception):
 
 
 def summarise(pending: list[tuple[int, dict[str, jax.Array]]], config: Config, saved: int) -> dict[str, float]:
-    """The mean of each metric over the steps of `pending`.
+    """The mean of each metric over the steps of `pending`: (first step, its metrics), each metric a
+    scalar for one step or stacked (K,) for K steps from the first.
 
     Raises FloatingPointError at the first step whose update was skipped (`finite` 0): the state
     then is the last good one, but nothing more is saved or logged.
     """
     host = jax.device_get([m for _, m in pending])  # one transfer for the whole interval
-    columns = {k: np.asarray([h[k] for h in host], np.float64) for k in host[0]}
+    columns = {k: np.concatenate([np.reshape(h[k], -1) for h in host]).astype(np.float64) for k in host[0]}
+    steps = np.concatenate([first + np.arange(np.size(h["finite"])) for (first, _), h in zip(pending, host)])
     for i in np.flatnonzero(columns["finite"] < 1)[:1]:
         bad = ", ".join(k for k, v in columns.items() if not np.isfinite(v[i])) or "update"
         clip = config.train.clip
         last = f"step {saved}" if saved else "step 0 (no checkpoint yet)"
         raise FloatingPointError(
-            f"step {pending[i][0]}: non-finite {bad}, the update was skipped and training stopped without saving; "
+            f"step {steps[i]}: non-finite {bad}, the update was skipped and training stopped without saving; "
             f"lower --train.lr (now {config.train.lr:g}) or {'lower' if clip > 0 else 'set'} --train.clip "
             f"(now {clip:g}), then rerun the same command to resume from {last}"
         )
@@ -139,7 +142,11 @@ def train(
         if lead:
             wd.truncate_metrics(root, start)
         writer = stack.enter_context(contextlib.closing(open_writer(root, start, tensorboard)))
-        train_step = tr.make_train_step(config, run.model, run.tx, run.mesh)
+        calls = config.train.steps_per_call
+        train_steps = {calls: tr.make_train_step(config, run.model, run.tx, run.mesh)}  # by steps per call
+        if calls > 1:
+            train_steps[1] = tr.make_train_step(cfg.override(config, {"train.steps_per_call": 1}), run.model,
+                                                run.tx, run.mesh)
         block_each_step = jax.default_backend() == "cpu" and mesh.size > 1  # see docs/design.md, Training
 
         total = config.train.steps
@@ -151,9 +158,15 @@ def train(
         if start < total and stop_requested(stops, agree=True):
             _stop(stops, f"before its first step: nothing new to save; rerun the same command to resume from "
                   f"step {start}")
-        for step in range(start + 1, total + 1):
-            state, metrics = train_step(state, run.step_key, run.device_data)
-            pending.append((step, metrics))
+        step = start
+        while step < total:
+            # K steps per call, or one where fewer than K remain before the next log, checkpoint or the end
+            calls = config.train.steps_per_call
+            if calls > 1 and _next_boundary(step, config) - step < calls:
+                calls = 1
+            state, metrics = train_steps[calls](state, run.step_key, run.device_data)
+            pending.append((step + 1, metrics))
+            step += calls
             if block_each_step:
                 jax.block_until_ready(metrics["loss"])
             if clock is None:  # time from the end of the first (compiling) step
@@ -175,7 +188,7 @@ def train(
             if save_now:
                 ckpt.save(step, state)
                 saved = step
-            bar.update(1)
+            bar.update(calls)
             if stop:
                 ckpt.wait()
                 _stop(stops, f"at step {step}: saved checkpoint {ckpt.directory / str(step)}; rerun the same "
@@ -184,6 +197,12 @@ def train(
             with wd.written_locally(root / wd.FIGURES / "loss.png") as png:
                 figures.loss_curves(wd.read_metrics(root), png, title=f"{config.model.kind} · {split.name}")
     return state
+
+
+def _next_boundary(step: int, config: Config) -> int:
+    """The first step after `step` that is logged, checkpointed or the last."""
+    every = (config.train.log_every, config.train.checkpoint_every)
+    return min(config.train.steps, *(step // n * n + n for n in every))
 
 
 def stop_requested(stops: StopRequests, agree: bool) -> bool:

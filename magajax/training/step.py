@@ -122,6 +122,10 @@ def make_train_step(
     the loss, the gradients and the updated variables and optimiser state are all finite; otherwise
     the variables and optimiser state stay as they were (the step count still advances).
 
+    With K = `config.train.steps_per_call` > 1, one call runs K steps (a `lax.scan`, each step as
+    above) and every metric is stacked to shape (K,): the same numbers as K calls of one step,
+    with one dispatch and one host round trip instead of K.
+
     Metrics: each loss term's batch mean, the total ('loss'), the global norms of the gradients and
     of the variables, and `finite` (1 when the update was applied, 0 when it was skipped).
     `.lower(state, root_key, data).compile()` gives the compiled step (benchmarks).
@@ -152,7 +156,14 @@ def make_train_step(
                        finite=finite.astype(jnp.float32))
         return new_state, metrics
 
-    return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+    calls = config.train.steps_per_call
+    if calls == 1:
+        return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+    def steps(state: TrainState, root_key: jax.Array, data: DeviceData) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(lambda state, _: step(state, root_key, data), state, length=calls)
+
+    return jax.jit(steps, donate_argnums=0, out_shardings=(replicated, replicated))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

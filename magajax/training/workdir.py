@@ -11,6 +11,8 @@ A resumed run may change only the fields of `RESUMABLE`:
   train.log_every         the metrics period
   train.checkpoint_every  the checkpoint period
   train.keep              how many checkpoints orbax keeps (fewer deletes the oldest at the next save)
+  train.steps_per_call    train steps per compiled call (the same numbers whatever it is)
+  model.scan_steps, model.conv  how the flow steps and the convs are computed (the same parameters)
   data.source             where dSprites comes from (data.json records what each source became)
 
 Each change is printed on one line and appended to changes.jsonl as
@@ -52,7 +54,8 @@ FIGURES = "figures"
 TENSORBOARD = "tensorboard"
 RUN_FILES = (CONFIG, provenance.FILE, METRICS, CHANGES, CHECKPOINTS, CORRUPT, ERRORS, FIGURES, TENSORBOARD)
 RESUMABLE = frozenset(
-    [("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep")] + [("data", "source")]
+    [("train", key) for key in ("steps", "lr", "clip", "log_every", "checkpoint_every", "keep", "steps_per_call")]
+    + [("data", "source"), ("model", "scan_steps"), ("model", "conv")]
 )
 
 

@@ -11,14 +11,18 @@ from magajax.data.splits import make_split
 from magajax.models import build
 from magajax.training import step as tr
 
-FIGURES = ["train_pairs_per_s", "eval_images_per_s", "compile_s", "peak_rss_mib", "flops_per_step",
-           "gflops_per_s", "ceiling_gflops_per_s", "ceiling_fraction"]
+FIGURES = ["train_pairs_per_s", "eval_images_per_s", "compile_s", "compile_warm_s", "train_peak_rss_mib",
+           "peak_rss_mib", "flops_per_step", "gflops_per_s", "ceiling_gflops_per_s", "ceiling_fraction"]
 
 
 def test_bench_reports_every_figure(tiny_config, tmp_path):
-    result = bn.bench(tiny_config, steps=2, ceiling_size=128, train_images=64)
+    config = cfg.override(tiny_config, {"train.steps_per_call": 2})
+    result = bn.bench(config, steps=2, ceiling_size=128, train_images=64)
     for name in FIGURES:
         assert np.isfinite(result[name]) and result[name] > 0, (name, result[name])
+    assert result["compile_warm_s"] < result["compile_s"], "the warm compilation must come from the cache"
+    assert result["train_peak_rss_mib"] <= result["peak_rss_mib"]
+    assert result["steps_per_call"] == 2
     assert "train pairs/s" in bn.table(result)
     bn.save(result, str(tmp_path / "bench.json"))
     assert (tmp_path / "bench.json").read_text().startswith("{")

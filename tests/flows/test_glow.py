@@ -94,26 +94,65 @@ def test_shapes_and_output_shape():
         assert u.shape == (batch, 8, 8, 1) and ld_inv.shape == (batch,)
 
 
+def unrolled(glow: Glow, params, x: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
+    """Glow's layers applied one after the other (the inverse: in reverse order), summing their log-dets."""
+
+    def run(bound: Glow, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logdet = jnp.zeros((x.shape[0],), jnp.float32)
+        for layer in bound.layers if method == "forward" else reversed(bound.layers):
+            x, ld = getattr(layer, method)(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    return nn.apply(run, glow)(params, x)
+
+
+@pytest.mark.parametrize("kind", ["additive", "affine"])
+@pytest.mark.parametrize("method", ["forward", "inverse"])
+def test_scanned_steps_equal_the_unrolled_layers(kind, method):
+    glow, params, apply = glow_and_params(kind)
+    x = logit_data(4, 8, seed=6)
+    if method == "inverse":
+        x = apply(params, x, method="forward")[0] + 0.1
+    scanned = jax.jit(lambda p, x: glow.clone(scan=True).apply(p, x, method=method))
+    reference = jax.jit(functools.partial(unrolled, glow, method=method))
+    assert "scan" in str(jax.make_jaxpr(scanned)(params, x)), "the flow steps are not scanned"
+    for got, expected in zip(scanned(params, x), reference(params, x), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+    def loss(f):  # a scalar of the output and the log-det, differentiated in the parameters and the input
+        return lambda p, x: (lambda y, ld: jnp.sum(jnp.sin(y)) + jnp.sum(ld))(*f(p, x))
+
+    got = jax.jit(jax.grad(loss(scanned), argnums=(0, 1)))(params, x)
+    expected = jax.jit(jax.grad(loss(reference), argnums=(0, 1)))(params, x)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):  # float32 sums in another order:
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-6 * float(np.abs(e).max()))  # 1e-6 of the leaf's scale
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(got)) > 0
+
+
 class Action(nn.Module):
     """act(z, u) = f⁻¹(f(u) + A z): Glow inside an enclosing module, as the model uses it."""
 
+    scan: bool = False
+
     @nn.compact
     def __call__(self, z: jax.Array, u: jax.Array) -> jax.Array:
-        glow = Glow(levels=2, steps=2, hidden=8, name="glow")
+        glow = Glow(levels=2, steps=2, hidden=8, scan=self.scan, name="glow")
         y, _ = glow.forward(u)
         shift = nn.Dense(int(np.prod(y.shape[1:])), use_bias=False, name="A")(z).reshape(y.shape)
         return glow.inverse(y + shift)[0]
 
 
-def test_init_inside_an_enclosing_module():
+@pytest.mark.parametrize("scan", [False, True])
+def test_init_inside_an_enclosing_module(scan):
     u, z = logit_data(8, 8), jax.random.normal(jax.random.key(5), (8, 3))
-    params = Action().init(jax.random.key(0), z, u)
+    params = Action(scan=scan).init(jax.random.key(0), z, u)
     assert set(params["params"]) == {"glow", "A"}  # forward and inverse share one Glow
     squeezed = Squeeze().apply({}, u, method="forward")[0]  # the first ActNorm's input
     glow = params["params"]["glow"]
     np.testing.assert_allclose(glow["actnorm_0_0"]["bias"], -squeezed.mean(axis=(0, 1, 2)), atol=1e-5)
     assert np.abs(glow["invconv_0_0"]["lu"]["lower"] - glow["invconv_0_1"]["lu"]["lower"]).max() > 0.1
-    act = Action().apply
+    act = Action(scan=scan).apply
     params = perturb(params)
     np.testing.assert_allclose(act(params, jnp.zeros_like(z), u), u, atol=1e-3)
     np.testing.assert_allclose(act(params, -z, act(params, z, u)), u, atol=1e-3)

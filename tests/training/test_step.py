@@ -114,6 +114,46 @@ def test_learning_halves_recon(tiny_config, small_dsprites):
     assert last < 0.5 * first, f"recon {first:.1f} -> {last:.1f} nats/image after 200 steps"
 
 
+def test_three_steps_per_call_equal_three_single_steps_bit_for_bit(tiny_config, small_dsprites):
+    config = cfg.override(tiny_config, {"pairs": "shuffle"})
+    state, step = _setup(config, small_dsprites)
+    initial = jax.device_get(state)
+    singles = []
+    for _ in range(3):
+        state, metrics = step(state, jax.random.PRNGKey(1))
+        singles.append(jax.device_get(metrics))
+    state3, step3 = _setup(cfg.override(config, {"train.steps_per_call": 3}), small_dsprites)
+    state3 = tr.replicate(initial, tr.make_mesh())
+    state3, stacked = step3(state3, jax.random.PRNGKey(1))
+    stacked = jax.device_get(stacked)
+    assert int(state3.step) == 3
+    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
+                        jax.device_get((state.variables, state.opt_state)),
+                        jax.device_get((state3.variables, state3.opt_state)))
+    assert all(jax.tree.leaves(same)), "3 steps in one call must give the parameters of 3 single steps"
+    for name, values in stacked.items():
+        assert values.shape == (3,), name
+        np.testing.assert_array_equal(values, [m[name] for m in singles], err_msg=name)
+
+
+def test_steps_per_call_logs_and_saves_the_steps_of_single_steps(tmp_path, tiny_config, small_dsprites):
+    """K = 3 with logs every 3 steps and checkpoints every 6: two calls of 3, then one single step to 7."""
+    config = cfg.override(tiny_config, {"train.steps": 7, "log_every": 3, "checkpoint_every": 6})
+    single = run.train(config, tmp_path / "single", data=small_dsprites, progress=False)
+    chunked = run.train(cfg.override(config, {"train.steps_per_call": 3}), tmp_path / "chunked",
+                        data=small_dsprites, progress=False)
+    assert int(chunked.step) == 7
+    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), single.variables,
+                        chunked.variables)
+    assert all(jax.tree.leaves(same))
+    drop = lambda r: {k: v for k, v in r.items() if k not in ("pairs_per_s", "time")}
+    records = [drop(r) for r in wd.read_metrics(tmp_path / "chunked")]
+    assert [r["step"] for r in records] == [3, 6, 7]
+    assert records == [drop(r) for r in wd.read_metrics(tmp_path / "single")]
+    checkpoints = sorted(int(p.name) for p in (tmp_path / "chunked" / "checkpoints").iterdir() if p.name.isdigit())
+    assert checkpoints == [6, 7]
+
+
 def test_resume_gives_identical_parameters(tmp_path, tiny_config, small_dsprites):
     straight = run.train(cfg.override(tiny_config, {"train.steps": 4}), tmp_path / "a", data=small_dsprites,
                          progress=False)
