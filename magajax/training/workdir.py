@@ -143,13 +143,18 @@ def latest_checkpoint_step(workdir: str | os.PathLike) -> int:
 def prepare(workdir: str | os.PathLike, config: Config, overwrite: bool = False) -> epath.Path:
     """Creates the workdir, checks it holds this run (or none), records allowed changes, writes config.json.
 
+    The saved config is read through `Config.from_dict`, so a field added since the run started
+    takes its default, which is the behaviour the run was trained with.
+
     With `overwrite`, a previous run (any config) is moved to previous-<time>/ first. In a multi-host
     run only process 0 calls this.
     """
     root = epath.Path(workdir)
     path = root / CONFIG
     if path.is_file():
-        diffs = _differences(json.loads(path.read_text()), config.to_dict())
+        diffs = _differences(read_config(root).to_dict(), config.to_dict())
+        if config.model.kind != "vae":  # the VAE's architecture does not touch a MAGANet run
+            diffs = [d for d in diffs if d[0] != "model.vae"]
         fixed = [f"{f}: {a!r} -> {b!r}" for f, a, b in diffs if tuple(f.split(".", 1)) not in RESUMABLE]
         if fixed and not overwrite:
             allowed = ", ".join(".".join(k) for k in sorted(RESUMABLE))

@@ -52,7 +52,7 @@ def test_prepare_refuses_another_config_and_overwrite_keeps_the_old_run(tmp_path
     (tmp_path / "checkpoints" / "marker").write_text("user data")
     other = cfg.override(c, {"hidden": 64, "train.lr": 1e-4})
     with pytest.raises(ValueError, match=r"different config \(model.hidden: 32 -> 64\); a resumed run may change only "
-                                         r"data.source, train.checkpoint_every, .*--overwrite"):
+                                         r"data.source, model.conv, model.scan_steps, .*--overwrite"):
         wd.prepare(tmp_path, other)
     assert wd.read_config(tmp_path) == c and wd.read_changes(tmp_path) == []
     wd.prepare(tmp_path, other, overwrite=True)
@@ -133,3 +133,26 @@ def test_a_file_for_a_bucket_is_written_locally_then_copied(tmp_path, monkeypatc
         assert local != path and local.name == "loss.png"
         local.write_bytes(b"png")
     assert path.read_bytes() == b"png" and not local.exists()
+
+
+def test_a_run_saved_before_a_field_existed_resumes(tmp_path):
+    """A config.json without the fields added since (the official options, the VAE choice, ...) reads them
+    as their defaults, which is how the run was trained, so the same command resumes it."""
+    config = cfg.preset("quick")
+    saved = config.to_dict()
+    for section, name in (("model", "invconv"), ("model", "vae"), ("train", "latent"), ("train", "steps_per_call")):
+        del saved[section][name]
+    (tmp_path / wd.CONFIG).write_text(json.dumps(saved))
+    wd.prepare(tmp_path, config)
+    assert wd.read_config(tmp_path) == config
+    assert not (tmp_path / "changes.jsonl").exists()
+
+
+def test_the_vae_architecture_does_not_hold_back_a_maganet_run(tmp_path):
+    old = cfg.override(cfg.preset("blog"), {"model.vae": "burgess"})
+    wd.prepare(tmp_path, old)
+    wd.prepare(tmp_path, cfg.preset("blog"))  # MAGANet: model.vae is not part of its model
+    vae = tmp_path / "vae"
+    wd.prepare(vae, cfg.override(old, {"kind": "vae"}))
+    with pytest.raises(ValueError, match=r"model\.vae: 'burgess' -> 'blog'"):
+        wd.prepare(vae, cfg.override(cfg.preset("blog"), {"kind": "vae"}))
