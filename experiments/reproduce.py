@@ -1,6 +1,6 @@
 """Reproduce the blog's table the blog's way: to-Element, to-Range and to-Diff on one test set, over seeds.
 
-  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, ~15 min on 2 cores
+  python -m experiments.reproduce --budget=quick              # CPU, rendered dSprites, under 30 min on 2 cores
   python -m experiments.reproduce --budget=full --data=tfds   # GPU/TPU, real dSprites, 100 epochs per run
 
 Trains the blog's VAE and MAGANet on element-blog and range-blog with 3 seeds each, and on Montero
@@ -14,7 +14,7 @@ skips finished runs and scores and resumes unfinished runs from their checkpoint
 
 Budgets (magajax.analysis.reproduce.quick and .full):
 - quick: the 'quick' MAGANet (Glow 3 levels × 1 step, hidden 32, the blog's latent term) for 100
-  steps and the blog's VAE (β 2) for 40 steps, at batch 32, one seed of each Montero et al. column,
+  steps and the blog's VAE (β 2) for 40 steps, at batch 32, 3 seeds of every cell,
   512 held-out images scored per column (fixed seed): a check of the whole pipeline, not of the
   blog's numbers.
 - full: the blog preset (faithful Glow, β_KL 2, β_lat 300, the blog's latent term, Adam 5e-4, batch 64;
