@@ -171,7 +171,9 @@ def test_budgets():
     quick, full = rp.quick(), rp.full()
     assert quick.runs()[:6] == [("element-blog", 0), ("range-blog", 0), ("element-blog", 1), ("range-blog", 1),
                                 ("element-blog", 2), ("range-blog", 2)]
-    assert quick.runs()[6:] == [("element", 0), ("range", 0)] and len(full.runs()) == 12
+    assert quick.runs()[6:] == [("element", 0), ("element", 1), ("element", 2), ("range", 0), ("range", 1),
+                                ("range", 2)]
+    assert len(full.runs()) == 12 and quick.montero_seeds == (0, 1, 2)
     vae = quick.config("vae", "range-blog", 614_400, seed=2)
     assert (vae.model.kind, vae.model.vae, vae.train.beta_kl, vae.data.split, vae.train.seed) == \
         ("vae", "blog", 2.0, "range-blog", 2)
