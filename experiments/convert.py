@@ -5,8 +5,8 @@
 Reads a state_dict saved by the official code (its checkpoint-N/model.pt) with torch (pip install
 'magajax[convert]') and writes a workdir: config.json (the `cartan` preset with latent_dim, levels,
 steps and hidden read from the weights) and a checkpoint at step 0. `magajax.load(WORKDIR)` then
-decodes as the official model does, and `python -m experiments.train --workdir=WORKDIR` fine-tunes it
-(the optimiser starts afresh). An existing non-empty workdir is an error unless --overwrite, which
+decodes as the official model does, and `python -m experiments.train --config=WORKDIR --workdir=WORKDIR`
+fine-tunes it (the optimiser starts afresh). An existing non-empty workdir is an error unless --overwrite, which
 moves the run there to WORKDIR/previous-<time>/.
 """
 
